@@ -1,0 +1,46 @@
+"""folk-rnn v2 as configured (config5): 3x512 LSTM, dropout 0.5, RMSprop 0.003 decaying x0.97
+per epoch after epoch 20, batch 64, 100 epochs, gradient clipping 5, validation fraction 0.05.
+
+Clipping here is global-norm clipping; the original's per-gate clipping and its other quirks
+are in ``v2_as_trained.py``.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Data
+    config.data_path = "data/folk_corpus.txt"
+    config.valid_fraction = 0.05
+    config.split_seed = 42
+    config.max_tune_length = 0  # 0 keeps every tune; >0 drops longer ones (tokens incl. <s>, </s>)
+    # Model
+    config.num_layers = 3
+    config.hidden_size = 512
+    config.dropout_rate = 0.5
+    config.init_scale = 0.1
+    config.learn_initial_state = False
+    config.gate_grad_clip = 0.0
+    config.matmul_dtype = "float32"
+    config.unroll = 1
+    config.remat = False
+    # Optimisation
+    config.batch_size = 64
+    config.num_epochs = 100
+    config.num_train_steps = 0  # >0 overrides num_epochs
+    config.learning_rate = 0.003
+    config.lr_decay = 0.97
+    config.lr_decay_after_epochs = 20
+    config.rmsprop_decay = 0.9
+    config.rmsprop_eps = 1e-6
+    config.grad_clip_norm = 5.0
+    config.loss_normalization = "token"
+    config.eval_dropout = False
+    config.seed = 0
+    # Logging and checkpoints
+    config.log_every_steps = 50
+    config.eval_every_steps = 0  # 0: evaluate at the end of each epoch and of the run
+    config.checkpoint_every_steps = 500
+    config.max_checkpoints_to_keep = 3
+    return config

@@ -1,0 +1,282 @@
+"""Training state, jit-compiled train/eval steps, and the train-and-evaluate loop."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Iterable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from folkrnn_jax import checkpoints, data, model as model_lib
+
+Array = jax.Array
+
+
+class TrainState(flax.struct.PyTreeNode):
+    step: Array
+    params: Any
+    opt_state: Any
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+    """The v2 schedule: constant, then x``lr_decay`` per epoch after ``lr_decay_after_epochs``."""
+    if config.lr_decay == 1.0:
+        return optax.constant_schedule(config.learning_rate)
+    return optax.exponential_decay(
+        config.learning_rate,
+        transition_steps=steps_per_epoch,
+        decay_rate=config.lr_decay,
+        transition_begin=config.lr_decay_after_epochs * steps_per_epoch,
+        staircase=True,
+    )
+
+
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
+    """RMSprop (epsilon inside the square root, as Lasagne) behind optional global-norm clipping."""
+    rmsprop = optax.inject_hyperparams(optax.rmsprop)(
+        learning_rate=learning_rate_schedule(config, steps_per_epoch),
+        decay=config.rmsprop_decay,
+        eps=config.rmsprop_eps,
+    )
+    if config.grad_clip_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), rmsprop)
+    return rmsprop
+
+
+def current_learning_rate(opt_state: Any) -> Array:
+    """The rate the last update used, read from the inject_hyperparams state."""
+    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    for state in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda s: isinstance(s, injected)):
+        if isinstance(state, injected):
+            return state.hyperparams["learning_rate"]
+    raise ValueError("optimizer state has no injected learning rate")
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, rng: Array, steps_per_epoch: int
+) -> tuple[model_lib.FolkRNN, TrainState]:
+    model = model_lib.model_from_config(config)
+    params = model.init(rng, jnp.zeros((1, 2), jnp.int32))["params"]
+    tx = make_optimizer(config, steps_per_epoch)
+    return model, TrainState(step=jnp.asarray(0, jnp.int32), params=params, opt_state=tx.init(params), tx=tx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss and steps
+
+
+def token_nll(logits: Array, targets: Array) -> Array:
+    """Negative log-likelihood of each target token, [batch, time]."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+
+
+def sequence_loss(
+    logits: Array, targets: Array, mask: Array, lengths: Array, normalization: str = "token"
+) -> Array:
+    """Mean NLL over real tokens (``token``), or each tune's summed NLL divided by its full
+    length including ``<s>`` and ``</s>`` and then averaged over tunes (``tune``, as the
+    original computed it). Padding never counts."""
+    nll = token_nll(logits, targets) * mask  # [batch, time]
+    if normalization == "token":
+        return nll.sum() / jnp.maximum(mask.sum(), 1.0)
+    if normalization == "tune":
+        real = (mask.sum(axis=1) > 0).astype(nll.dtype)  # [batch]
+        per_tune = nll.sum(axis=1) / jnp.maximum(lengths, 1)
+        return (per_tune * real).sum() / jnp.maximum(real.sum(), 1.0)
+    raise ValueError(f"unknown loss normalization {normalization!r} (use 'token' or 'tune')")
+
+
+def make_train_step(model: model_lib.FolkRNN, normalization: str) -> Callable:
+    """A jit-compiled step: forward with dropout, backward, optimiser update."""
+
+    def train_step(state: TrainState, batch: dict, dropout_key: Array) -> tuple[TrainState, Array]:
+        def loss_fn(params):
+            logits = model.apply(
+                {"params": params}, batch["inputs"], train=True, mask=batch["mask"],
+                rngs={"dropout": dropout_key},
+            )  # [batch, time, vocab]
+            return sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"], normalization)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), loss
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+def make_eval_step(model: model_lib.FolkRNN, dropout: bool = False) -> Callable:
+    """A jit-compiled step returning summed NLL, token count, summed per-tune-normalised NLL
+    and tune count, so that any number of batches can be combined exactly."""
+
+    def eval_step(params: Any, batch: dict, dropout_key: Array) -> dict:
+        logits = model.apply(
+            {"params": params}, batch["inputs"], train=dropout, mask=batch["mask"],
+            rngs={"dropout": dropout_key},
+        )
+        nll = token_nll(logits, batch["targets"]) * batch["mask"]
+        real = (batch["mask"].sum(axis=1) > 0).astype(nll.dtype)
+        return {
+            "nll_sum": nll.sum(),
+            "tokens": batch["mask"].sum(),
+            "tune_nll_sum": (nll.sum(axis=1) / jnp.maximum(batch["lengths"], 1) * real).sum(),
+            "tunes": real.sum(),
+        }
+
+    return jax.jit(eval_step)
+
+
+def batch_to_dict(batch: data.Batch) -> dict:
+    return {"inputs": batch.inputs, "targets": batch.targets, "mask": batch.mask, "lengths": batch.lengths}
+
+
+def evaluate(eval_step: Callable, params: Any, batches: Iterable[data.Batch], key: Array) -> dict:
+    """Validation NLL in nats per token, per-tune-normalised NLL, and perplexity."""
+    totals = {"nll_sum": 0.0, "tokens": 0.0, "tune_nll_sum": 0.0, "tunes": 0.0}
+    for i, batch in enumerate(batches):
+        out = eval_step(params, batch_to_dict(batch), jax.random.fold_in(key, i))
+        for k in totals:
+            totals[k] += float(out[k])
+    per_token = totals["nll_sum"] / max(totals["tokens"], 1.0)
+    return {
+        "valid_loss": per_token,
+        "valid_loss_per_tune": totals["tune_nll_sum"] / max(totals["tunes"], 1.0),
+        "valid_perplexity": math.exp(per_token),
+        "valid_tokens": int(totals["tokens"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def load_sequences(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    tunes = data.read_v2_file(config.data_path)
+    if config.get("max_tune_length", 0):
+        tunes = [t for t in tunes if len(t) + 2 <= config.max_tune_length]
+    sequences = data.encode_tunes(tunes)
+    train, valid = data.split_train_valid(
+        sequences, config.valid_fraction, config.batch_size, seed=config.split_seed
+    )
+    if len(train) < config.batch_size:
+        raise ValueError(
+            f"{config.data_path}: {len(train)} training tunes, fewer than one batch of "
+            f"{config.batch_size}; lower --config.batch_size or use more data"
+        )
+    return train, valid
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``workdir/metrics.jsonl``. On resume, records
+    past the restored step are dropped, since the resumed run writes them again."""
+
+    def __init__(self, workdir: str, restored_step: int):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= restored_step]
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, self.path)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """Train on ``config.data_path``, evaluating, logging and checkpointing into ``workdir``.
+    Started again with the same workdir, it resumes from the latest checkpoint."""
+    os.makedirs(workdir, exist_ok=True)
+    train_seqs, valid_seqs = load_sequences(config)
+    steps_per_epoch = len(train_seqs) // config.batch_size
+    total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
+    logging.info(
+        "data %s: %d training tunes, %d validation tunes, %d steps per epoch, %d steps",
+        config.data_path, len(train_seqs), len(valid_seqs), steps_per_epoch, total_steps,
+    )
+
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, dropout_rng, eval_rng = jax.random.split(rng, 3)
+    model, state = create_train_state(config, init_rng, steps_per_epoch)
+    logging.info("model: %d parameters", model_lib.count_params(state.params))
+
+    manager = checkpoints.make_manager(workdir, config.max_checkpoints_to_keep)
+    checkpoints.save_config(workdir, config)
+    state = checkpoints.restore_latest(manager, state)
+    start_step = int(state.step)
+    if start_step:
+        logging.info("resumed from the checkpoint at step %d", start_step)
+    metrics = MetricsWriter(workdir, start_step)
+
+    train_step = make_train_step(model, config.loss_normalization)
+    eval_step = make_eval_step(model, dropout=config.eval_dropout)
+    valid_batches = data.evaluation_batches(valid_seqs, config.batch_size) if valid_seqs else []
+
+    step = start_step
+    window_losses: list[Array] = []
+    window_tokens = 0
+    window_start = time.time()
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        batches = data.epoch_batches(train_seqs, config.batch_size, config.seed, epoch)
+        for indices in batches[step - epoch * steps_per_epoch :]:
+            if step >= total_steps:
+                break
+            batch = data.make_batch([train_seqs[i] for i in indices])
+            state, loss = train_step(state, batch_to_dict(batch), jax.random.fold_in(dropout_rng, step))
+            step += 1
+            window_losses.append(loss)
+            window_tokens += batch.num_tokens
+            is_last = step == total_steps
+            end_of_epoch = step % steps_per_epoch == 0
+            record = {}
+            if step % config.log_every_steps == 0 or is_last:
+                elapsed = time.time() - window_start
+                record.update(
+                    train_loss=float(np.mean(jax.device_get(window_losses))),
+                    learning_rate=float(current_learning_rate(state.opt_state)),
+                    tokens_per_s=window_tokens / max(elapsed, 1e-9),
+                )
+                window_losses, window_tokens = [], 0
+            if valid_batches and (
+                is_last
+                or end_of_epoch
+                or (config.eval_every_steps and step % config.eval_every_steps == 0)
+            ):
+                record.update(evaluate(eval_step, state.params, valid_batches, eval_rng))
+            if record:
+                record = {"step": step, "epoch": step / steps_per_epoch, **record}
+                metrics.write(record)
+                logging.info(
+                    "step %d/%d epoch %.2f %s", step, total_steps, record["epoch"],
+                    " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch")),
+                )
+            if step % config.checkpoint_every_steps == 0 or is_last:
+                checkpoints.save(manager, step, state)
+            if "train_loss" in record:
+                window_start = time.time()  # evaluation and saving do not count as training time
+    manager.wait_until_finished()
+    manager.close()
+    return state

@@ -1,0 +1,119 @@
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments.configs import tiny
+from folkrnn_jax import train
+from tests.conftest import ROOT, run_module
+
+
+def fixture_config(excerpt_path, **overrides):
+    config = tiny.get_config()
+    config.data_path = excerpt_path
+    config.batch_size = 4
+    config.valid_fraction = 0.2
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_tiny_preset_learns(tmp_path, excerpt_path):
+    config = fixture_config(excerpt_path, num_train_steps=150, log_every_steps=50, eval_every_steps=0)
+    train.train_and_evaluate(config, str(tmp_path))
+    records = train.read_metrics(str(tmp_path))
+    final = [r for r in records if "valid_loss" in r][-1]
+    first = records[0]
+    assert final["step"] == 150
+    # Perplexity under a third of the uniform 137: the model has learned the tunes' statistics.
+    assert final["valid_loss"] < 0.8 * math.log(137)
+    assert final["valid_loss"] < first["train_loss"]
+    for key in ("step", "epoch", "train_loss", "learning_rate", "tokens_per_s"):
+        assert key in final
+    assert final["learning_rate"] == pytest.approx(0.003)
+
+
+def test_loss_ignores_padding():
+    import jax.numpy as jnp
+
+    logits = jnp.asarray(np.random.RandomState(0).randn(2, 5, 137), jnp.float32)
+    targets = jnp.asarray(np.random.RandomState(1).randint(0, 137, (2, 5)))
+    mask = jnp.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], jnp.float32)
+    lengths = jnp.asarray([4, 6])
+    garbage = logits.at[0, 3:].set(100.0)
+    for norm in ("token", "tune"):
+        a = train.sequence_loss(logits, targets, mask, lengths, norm)
+        b = train.sequence_loss(garbage, targets, mask, lengths, norm)
+        assert float(a) == pytest.approx(float(b))
+    nll = np.asarray(train.token_nll(logits, targets)) * np.asarray(mask)
+    assert float(train.sequence_loss(logits, targets, mask, lengths, "token")) == pytest.approx(nll.sum() / 8, rel=1e-6)
+    per_tune = (nll[0].sum() / 4 + nll[1].sum() / 6) / 2
+    assert float(train.sequence_loss(logits, targets, mask, lengths, "tune")) == pytest.approx(per_tune, rel=1e-6)
+
+
+def _train_args(excerpt_path, workdir, steps):
+    return [
+        "--config=experiments/configs/tiny.py", f"--workdir={workdir}",
+        f"--config.data_path={excerpt_path}", "--config.batch_size=4", "--config.valid_fraction=0.2",
+        f"--config.num_train_steps={steps}", "--config.log_every_steps=1",
+        "--config.eval_every_steps=0", "--config.checkpoint_every_steps=5",
+    ]
+
+
+def test_killed_run_resumes_with_identical_losses(tmp_path, excerpt_path):
+    steps = 60
+    reference = tmp_path / "reference"
+    config = fixture_config(
+        excerpt_path, num_train_steps=steps, log_every_steps=1, eval_every_steps=0, checkpoint_every_steps=5
+    )
+    train.train_and_evaluate(config, str(reference))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.train", *_train_args(excerpt_path, killed, steps)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    first_checkpoint = killed / "checkpoints" / "5" / "commit_success.txt"
+    deadline = time.time() + 300
+    while not first_checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first_checkpoint.exists()
+    assert not (killed / "checkpoints" / str(steps)).exists(), "run finished before it could be killed"
+
+    result = run_module("experiments.train", *_train_args(excerpt_path, killed, steps))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed from the checkpoint at step" in result.stderr
+
+    ref = {r["step"]: r for r in train.read_metrics(str(reference))}
+    got = {r["step"]: r for r in train.read_metrics(str(killed))}
+    assert sorted(got) == list(range(1, steps + 1)) == sorted(ref)
+    for step in ref:
+        assert got[step]["train_loss"] == pytest.approx(ref[step]["train_loss"], abs=1e-6), step
+    assert got[steps]["valid_loss"] == pytest.approx(ref[steps]["valid_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.data_path=no/such/file.txt", "error: data file not found: no/such/file.txt"),
+        ("--config.data_path={bad}", "bad.txt:5: tune 2 has 2 lines"),
+    ],
+)
+def test_bad_data_gives_one_line_error(tmp_path, override, message):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("M:4/4\nK:Cmaj\nC D E |\n\nM:4/4\nC D E |\n")
+    result = run_module(
+        "experiments.train", "--config=experiments/configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+        override.format(bad=bad),
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0]
