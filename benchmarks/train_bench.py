@@ -1,0 +1,325 @@
+"""Training throughput of folkrnn_jax's jit train step against PyTorch nn.LSTM, same process.
+
+    python -m benchmarks.train_bench [--batch_size=64 --seq_len=160 --rounds=3 --steps=4]
+
+The model is v2 (3 x 512 LSTM, vocab 137, dropout 0.5 after each layer), float32, one step =
+forward + backward + RMSprop update behind global-norm clipping 5. The two frameworks are
+timed in alternating rounds (``--rounds`` x ``--steps`` timed steps each, after a warm-up
+step) and the medians of the per-round tokens/s are reported, because the machine's CPUs are
+shared with other processes. The original figure used 256 steps (``--rounds=8 --steps=32``);
+the default is 3 rounds of 4 steps so that it finishes in a few minutes on a 2-core CPU.
+
+PyTorch's RMSprop puts epsilon outside the square root (Lasagne and optax's default put it
+inside); its eps is set to sqrt(1e-6) = 1e-3 as an approximation, which costs the same.
+
+Numerics: the optimised step's float32 losses are compared with an unoptimised reference
+step (one-hot @ W inside a plain lax.scan over a straightforward cell, autodiff backward);
+``tests/test_speed_numerics.py`` checks the same on a smaller model.
+
+Peak memory: each framework runs in its own subprocess (``--memory_only=jax|torch``) and
+reports its resident-set peak (``ru_maxrss``) above the baseline after imports; for JAX also
+the compiled step's temporary buffer size from XLA's memory analysis.
+
+torch is not a project dependency: it is imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags
+
+from experiments.configs import v2
+from folkrnn_jax import model as model_lib, train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 64, "Tunes per batch.")
+flags.DEFINE_integer("seq_len", 160, "Tokens per tune (the v2 median length is 152).")
+flags.DEFINE_integer("hidden_size", 512, "LSTM units per layer.")
+flags.DEFINE_integer("num_layers", 3, "LSTM layers.")
+flags.DEFINE_integer("rounds", 3, "Alternating timing rounds per framework.")
+flags.DEFINE_integer("steps", 4, "Timed steps per round.")
+flags.DEFINE_integer("unroll", 4, "lax.scan unroll of the LSTM time loop.")
+flags.DEFINE_boolean("fused_backward", True, "Hand-written LSTM backward pass (custom_vjp).")
+flags.DEFINE_string("matmul_dtype", "float32", "float32, or bfloat16 (GPU).")
+flags.DEFINE_integer("numerics_steps", 3, "Steps of the optimised vs reference loss comparison.")
+flags.DEFINE_enum("memory_only", None, ["jax", "torch"], "Internal: peak-memory subprocess.")
+flags.DEFINE_boolean("torch", True, "Also time PyTorch.")
+
+
+def bench_config(hidden_size=512, num_layers=3, batch_size=64, unroll=4, fused_backward=True,
+                 matmul_dtype="float32", dropout_rate=0.5):
+    config = v2.get_config()
+    config.hidden_size = hidden_size
+    config.num_layers = num_layers
+    config.batch_size = batch_size
+    config.dropout_rate = dropout_rate
+    config.unroll = unroll
+    config.matmul_dtype = matmul_dtype
+    config.lr_decay = 1.0
+    with config.unlocked():
+        config.fused_backward = fused_backward
+    return config
+
+
+def synthetic_batch(batch_size: int, seq_len: int, seed: int = 0) -> dict:
+    rng = np.random.RandomState(seed)
+    tokens = rng.randint(0, 137, (batch_size, seq_len + 1)).astype(np.int32)
+    # A few shorter tunes so that the mask is exercised.
+    lengths = np.full((batch_size,), seq_len + 1, np.int32)
+    lengths[: batch_size // 4] = rng.randint(seq_len // 2, seq_len, batch_size // 4)
+    mask = (np.arange(seq_len)[None, :] < (lengths[:, None] - 1)).astype(np.float32)
+    return {"inputs": tokens[:, :-1] * mask.astype(np.int32), "targets": tokens[:, 1:] * mask.astype(np.int32),
+            "mask": mask, "lengths": lengths}
+
+
+# ---------------------------------------------------------------------------------------------
+# The unoptimised reference: one-hot @ W inside a plain scan, autodiff backward.
+
+
+def reference_logits(params: dict, inputs, mask, num_layers: int, vocab_size: int = 137):
+    x = jax.nn.one_hot(inputs.T, vocab_size, dtype=jnp.float32)  # [time, batch, vocab]
+    m = mask.T
+    hp = jax.lax.Precision.HIGHEST
+    for j in range(num_layers):
+        w_in, w_hid, b = params[f"lstm_{j}_w_in"], params[f"lstm_{j}_w_hid"], params[f"lstm_{j}_bias"]
+        H = w_hid.shape[0]
+        batch = x.shape[1]
+
+        def cell(carry, inp, w_in=w_in, w_hid=w_hid, b=b):
+            c, h = carry
+            xt, mt = inp
+            z = jnp.dot(xt, w_in, precision=hp) + jnp.dot(h, w_hid, precision=hp) + b
+            zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+            c_new = jax.nn.sigmoid(zf) * c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+            h_new = jax.nn.sigmoid(zo) * jnp.tanh(c_new)
+            keep = mt[:, None] > 0
+            c = jnp.where(keep, c_new, c)
+            h = jnp.where(keep, h_new, h)
+            return (c, h), h
+
+        zeros = jnp.zeros((batch, H), jnp.float32)
+        _, x = jax.lax.scan(cell, (zeros, zeros), (x, m))
+    logits = jnp.dot(x, params["output"]["kernel"], precision=hp) + params["output"]["bias"]
+    return jnp.swapaxes(logits, 0, 1)
+
+
+def make_reference_train_step(num_layers: int, normalization: str = "token"):
+    """An unoptimised train step (no dropout) over the same TrainState."""
+
+    def step(state, batch):
+        def loss_fn(params):
+            logits = reference_logits(params, batch["inputs"], batch["mask"], num_layers)
+            return train.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"], normalization)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), loss
+
+    return jax.jit(step)
+
+
+def compare_with_reference(config, batches, steps: int) -> float:
+    """Max abs difference of the per-step losses, optimised vs reference (dropout off)."""
+    config = config.copy_and_resolve_references()
+    config.dropout_rate = 0.0
+    model, state = train.create_train_state(config, jax.random.PRNGKey(0), 100)
+    ref_state = jax.tree_util.tree_map(jnp.copy, state)  # train_step donates its state
+    fast = train.make_train_step(model, config.loss_normalization)
+    ref = make_reference_train_step(config.num_layers, config.loss_normalization)
+    diffs = []
+    for i in range(steps):
+        batch = batches[i % len(batches)]
+        state, loss = fast(state, batch, jax.random.PRNGKey(i))
+        ref_state, ref_loss = ref(ref_state, batch)
+        diffs.append(abs(float(loss) - float(ref_loss)))
+    return max(diffs)
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch
+
+
+def make_torch_step(hidden_size, num_layers, dropout_rate=0.5):
+    import torch
+
+    class TorchFolkRNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(137, hidden_size, num_layers, dropout=dropout_rate)
+            self.drop = torch.nn.Dropout(dropout_rate)
+            self.out = torch.nn.Linear(hidden_size, 137)
+
+        def forward(self, x):  # [time, batch, vocab]
+            h, _ = self.lstm(x)
+            return self.out(self.drop(h))
+
+    torch.manual_seed(0)
+    net = TorchFolkRNN()
+    opt = torch.optim.RMSprop(net.parameters(), lr=0.003, alpha=0.9, eps=1e-3)
+
+    def to_torch(batch):
+        x = torch.nn.functional.one_hot(torch.from_numpy(batch["inputs"].T.astype(np.int64)), 137).float()
+        return x, torch.from_numpy(batch["targets"].T.astype(np.int64)), torch.from_numpy(batch["mask"].T)
+
+    def step(tb):
+        x, y, m = tb
+        opt.zero_grad(set_to_none=True)
+        logits = net(x)
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, 137), y.reshape(-1), reduction="none")
+        loss = (nll * m.reshape(-1)).sum() / m.sum().clamp(min=1.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        return float(loss)
+
+    return step, to_torch
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _memory_only(which: str) -> None:
+    batch = synthetic_batch(FLAGS.batch_size, FLAGS.seq_len)
+    out = {}
+    if which == "jax":
+        config = bench_config(FLAGS.hidden_size, FLAGS.num_layers, FLAGS.batch_size, FLAGS.unroll,
+                              FLAGS.fused_backward, FLAGS.matmul_dtype)
+        model, state = train.create_train_state(config, jax.random.PRNGKey(0), 100)
+        step = train.make_train_step(model, config.loss_normalization)
+        jbatch = jax.device_put(batch)
+        analysis = step.lower(state, jbatch, jax.random.PRNGKey(0)).compile().memory_analysis()
+        if analysis is not None:
+            out["xla_temp_mb"] = analysis.temp_size_in_bytes / 2**20
+        base = _maxrss_mb()
+        for i in range(2):
+            state, loss = step(state, jbatch, jax.random.PRNGKey(i))
+            loss.block_until_ready()
+    else:
+        import torch  # noqa: F401
+
+        step, to_torch = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers)
+        tb = to_torch(batch)
+        base = _maxrss_mb()
+        for _ in range(2):
+            step(tb)
+    out["peak_rss_mb"] = _maxrss_mb()
+    out["peak_above_start_mb"] = out["peak_rss_mb"] - base
+    print(json.dumps(out))
+
+
+def _subprocess_memory(which: str) -> dict:
+    args = [sys.executable, "-m", "benchmarks.train_bench", f"--memory_only={which}",
+            f"--batch_size={FLAGS.batch_size}", f"--seq_len={FLAGS.seq_len}",
+            f"--hidden_size={FLAGS.hidden_size}", f"--num_layers={FLAGS.num_layers}",
+            f"--unroll={FLAGS.unroll}", f"--fused_backward={FLAGS.fused_backward}",
+            f"--matmul_dtype={FLAGS.matmul_dtype}"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode:
+        return {"error": proc.stderr[-500:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+    del argv
+    if FLAGS.memory_only:
+        _memory_only(FLAGS.memory_only)
+        return
+    B, T = FLAGS.batch_size, FLAGS.seq_len
+    batches = [synthetic_batch(B, T, seed) for seed in range(2)]
+    tokens = int(batches[0]["mask"].sum())
+    config = bench_config(FLAGS.hidden_size, FLAGS.num_layers, B, FLAGS.unroll, FLAGS.fused_backward,
+                          FLAGS.matmul_dtype)
+
+    model, state = train.create_train_state(config, jax.random.PRNGKey(0), 100)
+    jax_step = train.make_train_step(model, config.loss_normalization)
+    jbatches = [jax.device_put(b) for b in batches]
+    t0 = time.perf_counter()
+    state, loss = jax_step(state, jbatches[0], jax.random.PRNGKey(0))
+    loss.block_until_ready()
+    compile_s = time.perf_counter() - t0
+
+    if FLAGS.torch:
+        import torch
+
+        torch_step, to_torch = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers)
+        tbatches = [to_torch(b) for b in batches]
+        torch_step(tbatches[0])
+
+    def time_jax(state, n, offset):
+        t = time.perf_counter()
+        for i in range(n):
+            state, loss = jax_step(state, jbatches[i % 2], jax.random.PRNGKey(offset + i))
+        loss.block_until_ready()
+        return state, tokens * n / (time.perf_counter() - t)
+
+    def time_torch(n):
+        t = time.perf_counter()
+        for i in range(n):
+            torch_step(tbatches[i % 2])
+        return tokens * n / (time.perf_counter() - t)
+
+    jax_rates, torch_rates, ratios = [], [], []
+    for r in range(FLAGS.rounds):
+        state, jr = time_jax(state, FLAGS.steps, 1000 * (r + 1))
+        jax_rates.append(jr)
+        if FLAGS.torch:
+            tr = time_torch(FLAGS.steps)
+            torch_rates.append(tr)
+            ratios.append(jr / tr)
+            print(f"round {r}: jax {jr:.0f} tok/s, torch {tr:.0f} tok/s, ratio {jr / tr:.2f}", flush=True)
+        else:
+            print(f"round {r}: jax {jr:.0f} tok/s", flush=True)
+
+    diff = compare_with_reference(config, jbatches, FLAGS.numerics_steps)
+    mem_jax = _subprocess_memory("jax")
+    mem_torch = _subprocess_memory("torch") if FLAGS.torch else {}
+
+    print()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs visible, jax {jax.__version__} "
+          f"({jax.devices()[0].platform}, {jax.device_count()} device(s))"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if FLAGS.torch else ""))
+    print(f"model {FLAGS.num_layers}x{FLAGS.hidden_size}, vocab 137, batch {B}, seq_len {T}, "
+          f"{tokens} real tokens/step, float32, unroll {FLAGS.unroll}, fused_backward {FLAGS.fused_backward}, "
+          f"{FLAGS.rounds} rounds x {FLAGS.steps} steps, jax compile {compile_s:.1f} s")
+    print()
+    print("| framework | tokens/s (median) | per-round | peak RSS above start (MB) |")
+    print("|---|---|---|---|")
+    print(f"| folkrnn_jax | {statistics.median(jax_rates):.0f} | {', '.join(f'{x:.0f}' for x in jax_rates)} | "
+          f"{mem_jax.get('peak_above_start_mb', float('nan')):.0f} (XLA temp {mem_jax.get('xla_temp_mb', float('nan')):.0f}) |")
+    if FLAGS.torch:
+        print(f"| torch nn.LSTM | {statistics.median(torch_rates):.0f} | {', '.join(f'{x:.0f}' for x in torch_rates)} | "
+              f"{mem_torch.get('peak_above_start_mb', float('nan')):.0f} |")
+        print(f"\nratio jax/torch: median {statistics.median(ratios):.2f} (per round {', '.join(f'{x:.2f}' for x in ratios)})")
+    print(f"numerics: max |loss(optimised) - loss(reference)| over {FLAGS.numerics_steps} steps = {diff:.2e}")
+
+
+if __name__ == "__main__":
+    app.run(main)
