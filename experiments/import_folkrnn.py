@@ -1,0 +1,56 @@
+"""Import an original folk-rnn checkpoint (e.g. folkrnn_v2.pkl) as a folkrnn_jax run.
+
+python -m experiments.import_folkrnn --pickle=folkrnn_v2.pkl --workdir=runs/folkrnn_v2
+
+Writes WORKDIR/config.json (the v2_as_trained preset with the sizes found in the pickle and
+learn_initial_state=True, so the imported cell_init/hid_init are every tune's starting
+state) and an orbax checkpoint at the pickle's iteration count, so that experiments.sample,
+experiments.score and the analysis tools use it like any trained run. The pickle is read with
+a restricted unpickler: a file that asks for anything but numpy arrays is refused.
+"""
+
+import os
+
+from absl import flags, logging
+
+from experiments import cli
+from experiments.configs import v2_as_trained
+from folkrnn_jax import checkpoints, legacy
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("pickle", None, "Original folk-rnn checkpoint (Python 2 pickle).")
+flags.DEFINE_string("workdir", None, "Run directory to create.")
+flags.mark_flags_as_required(["pickle", "workdir"])
+
+
+def import_checkpoint(pickle_path: str, workdir: str) -> legacy.LegacyCheckpoint:
+    checkpoint = legacy.load_folkrnn_pickle(pickle_path)
+    if os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
+        raise ValueError(f"{workdir} already holds checkpoints; import into a new directory")
+    config = v2_as_trained.get_config()
+    config.num_layers = checkpoint.num_layers
+    config.hidden_size = checkpoint.hidden_size
+    config.learn_initial_state = True
+    config.imported_from = os.path.abspath(pickle_path)
+    meta = checkpoint.metadata
+    config.imported_configuration = str(meta["configuration"])
+    config.imported_experiment_id = str(meta["experiment_id"])
+    config.imported_epoch = float(meta["epoch_since_start"] or 0)
+    step = int(meta["iters_since_start"] or 0)
+    os.makedirs(workdir, exist_ok=True)
+    checkpoints.save_config(workdir, config)
+    checkpoints.save_params(workdir, step, checkpoint.params)
+    return checkpoint
+
+
+def main(argv):
+    del argv
+    checkpoint = import_checkpoint(FLAGS.pickle, FLAGS.workdir)
+    logging.info(
+        "imported %s: %d x %d LSTM, %d iterations, into %s", FLAGS.pickle, checkpoint.num_layers,
+        checkpoint.hidden_size, int(checkpoint.metadata["iters_since_start"] or 0), FLAGS.workdir,
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,43 @@
+"""Score every tune of a v2-format file under a run's latest checkpoint.
+
+python -m experiments.score --workdir=runs/v2 --data=tunes.txt --output=scores.jsonl
+
+Writes one JSON line per tune, in file order: {"index", "tokens" (count including <s> and
+</s>), "log_prob" (natural-log probability of the tune, predicting every token after <s>
+through </s>, dropout off)}.
+"""
+
+import json
+import os
+
+from absl import flags, logging
+
+from experiments import cli
+from folkrnn_jax import runs, scoring
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
+flags.DEFINE_string("data", None, "v2-format file of tunes to score.")
+flags.DEFINE_string("output", None, "JSON-lines file to write.")
+flags.DEFINE_integer("batch_size", 64, "Tunes per forward pass.")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+flags.mark_flags_as_required(["workdir", "data", "output"])
+
+
+def main(argv):
+    del argv
+    if FLAGS.batch_size < 1:
+        raise ValueError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
+    model, params, step = runs.load_run(FLAGS.workdir, FLAGS.step)
+    records = scoring.score_file(model, params, FLAGS.data, FLAGS.batch_size)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    tmp = FLAGS.output + ".tmp"
+    with open(tmp, "w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    os.replace(tmp, FLAGS.output)
+    logging.info("scored %d tunes from %s with step %d; wrote %s", len(records), FLAGS.data, step, FLAGS.output)
+
+
+if __name__ == "__main__":
+    cli.run(main)
