@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from folkrnn_jax import checkpoints, data, model as model_lib
+from folkrnn_jax import checkpoints, data, model as model_lib, parallel
 
 Array = jax.Array
 
@@ -100,8 +100,12 @@ def sequence_loss(
     raise ValueError(f"unknown loss normalization {normalization!r} (use 'token' or 'tune')")
 
 
-def make_train_step(model: model_lib.FolkRNN, normalization: str) -> Callable:
-    """A jit-compiled step: forward with dropout, backward, optimiser update."""
+def make_train_step(
+    model: model_lib.FolkRNN, normalization: str, mesh: jax.sharding.Mesh | None = None
+) -> Callable:
+    """A jit-compiled step: forward with dropout, backward, optimiser update. The state is
+    donated (updated in place). With a ``mesh``, the batch is sharded along its 'data' axis and
+    the state replicated (see ``parallel``)."""
 
     def train_step(state: TrainState, batch: dict, dropout_key: Array) -> tuple[TrainState, Array]:
         def loss_fn(params):
@@ -116,10 +120,17 @@ def make_train_step(model: model_lib.FolkRNN, normalization: str) -> Callable:
         params = optax.apply_updates(state.params, updates)
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), loss
 
-    return jax.jit(train_step, donate_argnums=(0,))
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=(0,))
+    rep, shard = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    return jax.jit(
+        train_step, donate_argnums=(0,), in_shardings=(rep, shard, rep), out_shardings=(rep, rep)
+    )
 
 
-def make_eval_step(model: model_lib.FolkRNN, dropout: bool = False) -> Callable:
+def make_eval_step(
+    model: model_lib.FolkRNN, dropout: bool = False, mesh: jax.sharding.Mesh | None = None
+) -> Callable:
     """A jit-compiled step returning summed NLL, token count, summed per-tune-normalised NLL
     and tune count, so that any number of batches can be combined exactly."""
 
@@ -137,18 +148,24 @@ def make_eval_step(model: model_lib.FolkRNN, dropout: bool = False) -> Callable:
             "tunes": real.sum(),
         }
 
-    return jax.jit(eval_step)
+    if mesh is None:
+        return jax.jit(eval_step)
+    rep, shard = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    return jax.jit(eval_step, in_shardings=(rep, shard, rep), out_shardings=rep)
 
 
 def batch_to_dict(batch: data.Batch) -> dict:
     return {"inputs": batch.inputs, "targets": batch.targets, "mask": batch.mask, "lengths": batch.lengths}
 
 
-def evaluate(eval_step: Callable, params: Any, batches: Iterable[data.Batch], key: Array) -> dict:
+def evaluate(
+    eval_step: Callable, params: Any, batches: Iterable[data.Batch], key: Array,
+    mesh: jax.sharding.Mesh | None = None,
+) -> dict:
     """Validation NLL in nats per token, per-tune-normalised NLL, and perplexity."""
     totals = {"nll_sum": 0.0, "tokens": 0.0, "tune_nll_sum": 0.0, "tunes": 0.0}
     for i, batch in enumerate(batches):
-        out = eval_step(params, batch_to_dict(batch), jax.random.fold_in(key, i))
+        out = eval_step(params, parallel.shard_batch(batch_to_dict(batch), mesh), jax.random.fold_in(key, i))
         for k in totals:
             totals[k] += float(out[k])
     per_token = totals["nll_sum"] / max(totals["tokens"], 1.0)
@@ -208,7 +225,12 @@ def read_metrics(workdir: str) -> list[dict]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Train on ``config.data_path``, evaluating, logging and checkpointing into ``workdir``.
     Started again with the same workdir, it resumes from the latest checkpoint."""
+    parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
+    mesh = parallel.mesh_from_config(config)
+    parallel.check_batch_size(config.batch_size, mesh)
+    if mesh is not None:
+        logging.info("data parallel over %d devices (%d processes)", mesh.size, jax.process_count())
     train_seqs, valid_seqs = load_sequences(config)
     steps_per_epoch = len(train_seqs) // config.batch_size
     total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
@@ -220,6 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     rng = jax.random.PRNGKey(config.seed)
     init_rng, dropout_rng, eval_rng = jax.random.split(rng, 3)
     model, state = create_train_state(config, init_rng, steps_per_epoch)
+    state = parallel.replicate(state, mesh)
     logging.info("model: %d parameters", model_lib.count_params(state.params))
 
     manager = checkpoints.make_manager(workdir, config.max_checkpoints_to_keep)
@@ -230,8 +253,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         logging.info("resumed from the checkpoint at step %d", start_step)
     metrics = MetricsWriter(workdir, start_step)
 
-    train_step = make_train_step(model, config.loss_normalization)
-    eval_step = make_eval_step(model, dropout=config.eval_dropout)
+    train_step = make_train_step(model, config.loss_normalization, mesh)
+    eval_step = make_eval_step(model, dropout=config.eval_dropout, mesh=mesh)
     valid_batches = data.evaluation_batches(valid_seqs, config.batch_size) if valid_seqs else []
 
     step = start_step
@@ -245,7 +268,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             if step >= total_steps:
                 break
             batch = data.make_batch([train_seqs[i] for i in indices])
-            state, loss = train_step(state, batch_to_dict(batch), jax.random.fold_in(dropout_rng, step))
+            state, loss = train_step(
+                state, parallel.shard_batch(batch_to_dict(batch), mesh), jax.random.fold_in(dropout_rng, step)
+            )
             step += 1
             window_losses.append(loss)
             window_tokens += batch.num_tokens
@@ -265,10 +290,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 or end_of_epoch
                 or (config.eval_every_steps and step % config.eval_every_steps == 0)
             ):
-                record.update(evaluate(eval_step, state.params, valid_batches, eval_rng))
+                record.update(evaluate(eval_step, state.params, valid_batches, eval_rng, mesh))
             if record:
                 record = {"step": step, "epoch": step / steps_per_epoch, **record}
-                metrics.write(record)
+                if jax.process_index() == 0:
+                    metrics.write(record)
                 logging.info(
                     "step %d/%d epoch %.2f %s", step, total_steps, record["epoch"],
                     " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch")),
