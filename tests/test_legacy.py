@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from folkrnn_jax import data, legacy, model as model_lib, runs, vocab
+from folkrnn_jax import data, legacy, model as model_lib, runs, sample, vocab
 from tests.conftest import run_module
 
 NAMES = legacy.PER_LAYER_NAMES
@@ -167,8 +167,10 @@ def test_cli_import_then_score_matches_lasagne(tmp_path, excerpt_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["learn_initial_state"] and config["hidden_size"] == 16 and config["num_layers"] == 3
-    _, params, step = runs.load_run(workdir)
-    assert step == 1234
+    model, params, step = runs.load_run(workdir)
+    assert step == 1234 and model.learn_initial_state
+    tunes_out = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:6/8 K:Cdor", 1.0, 30)
+    assert [t for t in tunes_out.tokens(0) if t != vocab.START][:2] == ["M:6/8", "K:Cdor"]
     np.testing.assert_array_equal(params["lstm_2_hid_init"], obj["param_values"][42][0])
     np.testing.assert_array_equal(params["lstm_1_cell_init"], obj["param_values"][27][0])
 
