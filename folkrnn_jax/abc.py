@@ -199,6 +199,8 @@ def parse_key(value: str) -> Key:
             raise LeftOut(R_MODE, f"K:{value.strip()}")
         raise LeftOut(R_KEY_FIELD, f"K:{value.strip()}")
     letter, alter_mark, word, rest = match.groups()
+    if rest.startswith("="):  # "G clef=treble": the word is an option's name, not a mode
+        word, rest = "", word + rest
     word_key = word.lower()
     if word_key not in MODE_WORDS:
         word_key = word_key[:3]

@@ -257,6 +257,7 @@ def build_corpus(
     left_out_tunes = []
     kept: list[abc.ConversionResult] = []
     raw_texts: list[str] = []
+    kept_specs: list[str] = []
     seen: dict[tuple[str, ...], str] = {}
     read = 0
     per_source = {}
@@ -277,11 +278,12 @@ def build_corpus(
             if result.ok:
                 kept.append(result)
                 raw_texts.append(item.text)
+                kept_specs.append(spec)
                 source_kept += 1
             else:
                 left_out[result.reason] += 1
                 left_out_tunes.append({"where": result.where, "reason": result.reason, "detail": result.detail})
-        per_source[spec] = {"read": source_read, "converted": source_kept}
+        per_source[spec] = {"read": source_read, "converted": source_kept, "kept": source_kept}
         if log:
             log(f"{spec}: {source_read} tunes read, {source_kept} converted")
     midi_check = None
@@ -292,10 +294,11 @@ def build_corpus(
         matched = sum(check.match for check in checks)
         mismatches = []
         still_kept = []
-        for result, check in zip(kept, checks):
+        for result, check, spec in zip(kept, checks, kept_specs):
             if check.match:
                 still_kept.append(result)
             else:
+                per_source[spec]["kept"] -= 1
                 left_out[R_MIDI_MISMATCH] += 1
                 entry = {"where": result.where, "reason": R_MIDI_MISMATCH, "detail": check.detail}
                 left_out_tunes.append(entry)
@@ -381,9 +384,10 @@ def report_markdown(report: dict, output: str | None = None) -> str:
               f"- sequence length with <s>/</s>: min {report['length_with_start_end']['min']}, "
               f"median {report['length_with_start_end']['median']}, max {report['length_with_start_end']['max']}",
               f"- notes respelled enharmonically to fit the vocabulary: {report['respelled_notes']}", ""]
-    lines += ["## Per source", "", "| source | read | converted (before duplicate-free, midi check) |", "|---|---|---|"]
+    lines += ["## Per source", "", "| source | read | converted, no duplicates | kept (after the abc2midi check) |",
+              "|---|---|---|---|"]
     for spec, counts in report["per_source"].items():
-        lines.append(f"| {spec} | {counts['read']} | {counts['converted']} |")
+        lines.append(f"| {spec} | {counts['read']} | {counts['converted']} | {counts['kept']} |")
     lines += ["", "## Left out, by reason", "", "| reason | tunes |", "|---|---|"]
     for reason, count in report["left_out"].items():
         lines.append(f"| {reason} | {count} |")

@@ -1,0 +1,224 @@
+"""Raw ABC to v2 tokens: keys, modes, durations, rhythm, bars, accidentals, left-out reasons."""
+
+import os
+
+import pytest
+
+from folkrnn_jax import abc, abctools, corpus, vocab
+from tests.conftest import fixture_path
+
+RAW = fixture_path("raw_abc")
+
+
+def tune(body: str, key: str = "C", meter: str = "4/4", unit: str | None = "1/8", extra: str = "") -> str:
+    unit_line = f"L:{unit}\n" if unit else ""
+    return f"X:1\nT:test\nM:{meter}\n{unit_line}{extra}K:{key}\n{body}\n"
+
+
+def body_of(text: str, **kwargs) -> str:
+    result = abc.convert_tune(tune(text, **kwargs))
+    assert result.ok, (result.reason, result.detail)
+    return " ".join(result.tokens[2:])
+
+
+def fixture_tunes() -> dict[str, corpus.SourceTune]:
+    out = {}
+    for item in corpus.read_source(RAW):
+        number = item.where.split("tune X:")[1].split(" ")[0]
+        out[number] = item
+    return out
+
+
+# (X: number in the fixtures, source key, mode token, first body tokens worked out by hand)
+FIXTURE_EXPECTED = [
+    # O'Neill's 2, K:D, L:1/16: "f-g | a3-b g3-a | f4 e3-d |" down a tone, sixteenths -> /2.
+    ("2", "D", "K:Cmaj", "e /2 f /2 | g 3/2 a /2 f 3/2 g /2 | e 2 d 3/2 c /2 |"),
+    # O'Neill's 6, K:G, up a fourth: "G-E | G2 AB G/A/B/c/" (L:1/8; ties dropped).
+    ("6", "G", "K:Cmaj", "c A | G 2 A B G A /4 B /4 c /4 d /4 |"),
+    # O'Neill's 30, K:A, L:1/4: "c/2-d/2 | e2-f | d2-e |": c# -> e, quarter -> 2 eighths.
+    ("30", "A", "K:Cmaj", "e f | g 4 a 2 | f 4 g 2 |"),
+    # O'Neill's 34, K:Em -> Cmin: "B | GEEF GAB^c |": G -> E (E-flat in Cmin, written plain),
+    # F# -> D, ^c -> =A (A natural against Cmin's A-flat).
+    ("34", "Em", "K:Cmin", "G | E C C D E F G =A |"),
+    # O'Neill's 46, K:Dmix -> Cmix: "c | Bdc BAG | D3-D2 c |": c natural -> B-flat, plain in Cmix.
+    ("46", "Dmix", "K:Cmix", "B | A c B A G F | C 3 C 2 B |"),
+    # O'Neill's 47, K:Ador, L:1/4: "A> (BA/2B/2) | G> (AB/2d/2 |": broken rhythm on a quarter.
+    ("47", "Ador", "K:Cdor", "c 2> d 2 c d | B 2> c 2 d f |"),
+    # O'Neill's 176, K:Bm -> Cmin, up a semitone: "A|B(d/c/B/A/) .B(FA)|": A -> B-flat (plain).
+    ("176", "Bm", "K:Cmin", "B | c e /2 d /2 c /2 B /2 c G B |"),
+    # O'Neill's 1, K:Gm, L:1/16: "G3-A (Bcd=e) |": =e -> =a against Cmin's A-flat.
+    ("1", "Gm", "K:Cmin", "c 3/2 d /2 e /2 f /2 g /2 =a /2 |"),
+]
+
+
+@pytest.mark.parametrize("number,key,mode,start", FIXTURE_EXPECTED)
+def test_real_tunes_come_out_in_c_with_mode_and_notes(number, key, mode, start):
+    item = fixture_tunes()[number]
+    assert f"K:{key}" in item.text.replace("K: ", "K:")
+    result = abc.convert_tune(item.text, item.where)
+    assert result.ok, (result.reason, result.detail)
+    assert result.tokens[1] == mode
+    assert result.tokens[0] in vocab.METER_TOKENS
+    body = " ".join(result.tokens[2:])
+    assert body.startswith(start), body[:120]
+    assert all(token in vocab.TOKEN_TO_ID for token in result.tokens)
+
+
+def test_real_tune_with_chords_triplets_endings_repeats():
+    item = fixture_tunes()["17"]  # Ryan's Mammoth, Essence of Cinnamon Seed
+    tokens = abc.convert_tune(item.text, item.where).tokens
+    body = " ".join(tokens[2:])
+    assert tokens[:2] == ["M:4/4", "K:Cmaj"]  # M:C
+    assert body.startswith("(3 G, A, B, |: C > C E > G (3 [ c E ] [ c E ] [ c E ] (3 c a g |")
+    assert "[ B 2 F 2 ]" in body  # [c2G2]: inner durations stay inside the chord
+    assert "|1" in tokens and "|2" in tokens and ":|" in tokens
+
+
+@pytest.mark.parametrize(
+    "value,root,alter,mode",
+    [
+        ("D", "D", 0, "major"), ("Dmaj", "D", 0, "major"), ("Ador", "A", 0, "dorian"),
+        ("Em", "E", 0, "minor"), ("G mixolydian", "G", 0, "mixolydian"),
+        ("Edorian", "E", 0, "dorian"), ("F#m", "F", 1, "minor"), ("Bb", "B", -1, "major"),
+        ("A minor", "A", 0, "minor"), ("D Major", "D", 0, "major"), ("Aaeolian", "A", 0, "minor"),
+        ("C ionian", "C", 0, "major"), ("G clef=treble", "G", 0, "major"),
+    ],
+)
+def test_key_spellings(value, root, alter, mode):
+    key = abc.parse_key(value)
+    assert (key.root_letter, key.root_alter, key.mode) == (root, alter, mode)
+
+
+@pytest.mark.parametrize(
+    "key,body,expected",
+    [
+        ("F#m", "f a c'", "c e g"),  # tritone down; A natural in F#m is E-flat in Cmin (plain)
+        ("Bb", "B d f", "c e g"),  # up a tone: B-flat above middle C -> c
+        ("G", "G B d", "c e g"),
+        ("D", "D F A", "C E G"),
+        ("Edor", "E G B c", "C E G A"),  # c# in E dorian -> A natural in C dorian
+        ("Amix", "A c e g", "c e g b"),  # g natural in A mixolydian -> B-flat, plain in Cmix
+    ],
+)
+def test_transposition_to_c(key, body, expected):
+    assert body_of(body, key=key) == expected
+
+
+def test_accidentals_follow_the_v2_key_signature_and_the_bar():
+    # G minor -> C minor: B-flat and E-flat become E-flat and A-flat (plain in Cmin);
+    # =e (E natural) becomes =a; the bar line cancels it.
+    assert body_of("B e =e e | e", key="Gm") == "e a =a a | a"
+    # D major -> C major: =c is B-flat (_B); it holds to the bar line; after it c# -> B.
+    assert body_of("c =c c | c", key="D") == "B _B B | B"
+    # An accidental the source wrote is kept even when the key already implies it (v2 keeps
+    # such courtesy accidentals): ^f in G is b natural in C.
+    assert body_of("^f f", key="G") == "=b b"
+
+
+def test_ambiguous_accidental_scope_is_left_out():
+    result = abc.convert_tune(tune("^F f"))
+    assert not result.ok and result.reason == abc.R_AMBIGUOUS
+
+
+def test_accidental_in_one_octave_and_the_same_letter_in_another():
+    # E dorian -> C dorian (down a major third): a courtesy ^c (C sharp is in E dorian) is
+    # A natural, marked =A because the source marked it; c' reads C sharp under both ABC's
+    # octave rule and abc2midi's letter rule, so a needs no mark (A is natural in C dorian).
+    assert body_of("^c c'", key="Edor") == "=A a"
+    # D major: =c and =C are both B-flat, each marked as in the source.
+    assert body_of("=c =C", key="D") == "_B _B,"
+
+
+def test_durations_relative_to_eighths():
+    assert body_of("A B2 c/2 d3/2", unit="1/8") == "A B 2 c /2 d 3/2"
+    assert body_of("A B2 c4 d3", unit="1/16", meter="2/4") == "A /2 B c 2 d 3/2"
+    assert body_of("A B2 c/2 d3/2", unit="1/4", meter="3/4") == "A 2 B 4 c d 3"
+    # No L: field: 1/16 below 3/4 (ABC's rule), else 1/8.
+    assert body_of("A B2", unit=None, meter="2/4") == "A /2 B"
+    assert body_of("A B2", unit=None, meter="6/8") == "A B 2"
+    # A duration with no v2 token leaves the tune out.
+    result = abc.convert_tune(tune("A5/4 B"))
+    assert not result.ok and result.reason == abc.R_DURATION
+
+
+def test_broken_rhythm_triplets_chords():
+    assert body_of("A>B c<d e2>f g/2<a") == "A > B c < d e 2> f g /2< a"
+    assert body_of("(3ABc (3:2:3def") == "(3 A B c (3 d e f"
+    assert body_of("[CEG] [CE]2 [C2E2] [ce]>d") == "[ C E G ] [ C E ] 2 [ C 2 E 2 ] [ c e ] > d"
+    assert body_of("[C4E4]", unit="1/16", meter="2/4") == "[ C 2 E 2 ]"
+    assert abc.convert_tune(tune("A>>B")).reason == abc.R_BROKEN
+    assert abc.convert_tune(tune("(3:4:3ABc")).reason == abc.R_TUPLET
+
+
+def test_bars_repeats_endings():
+    assert body_of("|: A B :|: c d :: e f :| g || a |]") == "|: A B :| |: c d :| |: e f :| g | a |"
+    assert body_of("|: A |1 B :|2 c |") == "|: A |1 B :| |2 c |"
+    assert body_of("|: A | [1 B :| [2 c |") == "|: A |1 B :| |2 c |"
+    assert body_of("A :| B || C D :| E") == "A :| B |: C D :| E"  # repeat from the double bar
+    assert abc.convert_tune(tune("|: A |3 B :|")).reason == abc.R_ENDING
+
+
+def test_dropped_decorations_graces_chord_symbols_slurs_ties():
+    assert body_of('~A .B !trill!c "Am"d {g}e (fg) a-a "^text"b Tc uB vA') == "A B c d e f g a a b c B A"
+
+
+def test_meters():
+    for meter, token in [("C", "M:4/4"), ("C|", "M:4/4"), ("2/2", "M:4/4"), ("6/8", "M:6/8"),
+                         ("3/4", "M:3/4"), ("2/4", "M:2/4"), ("9/8", "M:9/8"), ("12/8", "M:12/8"),
+                         ("3/2", "M:3/2")]:
+        assert abc.convert_tune(tune("A B", meter=meter)).tokens[0] == token
+    assert abc.convert_tune(tune("A B", meter="5/4")).reason == abc.R_METER
+    assert abc.convert_tune(tune("A B", meter="none")).reason == abc.R_METER
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (tune("A B", key="Dphr"), abc.R_MODE),
+        (tune("A B", key="Glyd"), abc.R_MODE),
+        (tune("A B", key="none"), abc.R_MODE),
+        (tune("A B", extra="V:1\n"), abc.R_VOICES),
+        (tune("A B [K:G] c"), abc.R_KEY_CHANGE),
+        (tune("A B\nM:3/4\nc"), abc.R_METER_CHANGE),
+        (tune("A Z2 |"), abc.R_MULTIREST),
+        (tune('A "unclosed B'), abc.R_SYNTAX),
+        (tune("A # B"), abc.R_SYNTAX),
+        (tune("c''' a"), abc.R_PITCH),
+        ("X:1\nT:no key\nM:4/4\nABC\n", abc.R_NO_KEY),
+    ],
+)
+def test_left_out_with_reason(text, reason):
+    result = abc.convert_tune(text, "test")
+    assert result.tokens is None
+    assert result.reason == reason, result.detail
+    assert result.detail
+
+
+def test_same_key_again_and_inline_unit_change_are_fine():
+    assert body_of("A B\nK:C\nc [L:1/16] d2") == "A B c d"
+
+
+@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+def test_fixture_tunes_round_trip_through_abc2midi():
+    items = list(corpus.read_source(RAW))
+    assert len(items) == 9
+    for item in items:
+        result = abc.convert_tune(item.text, item.where)
+        assert result.ok, (item.where, result.reason, result.detail)
+        check = corpus.midi_round_trip(item.text, result.tokens)
+        assert check.match, (item.where, check.detail)
+
+
+@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+def test_round_trip_detects_a_wrong_note():
+    item = fixture_tunes()["34"]
+    tokens = abc.convert_tune(item.text).tokens
+    index = tokens.index("=A")
+    wrong = tokens[:index] + ["A"] + tokens[index + 1:]  # A-flat instead of A natural
+    assert not corpus.midi_round_trip(item.text, wrong).match
+    longer = tokens[:index + 1] + ["2"] + tokens[index + 1:]
+    assert not corpus.midi_round_trip(item.text, longer).match
+
+
+def test_fixture_folder_exists():
+    assert os.path.isdir(RAW)
