@@ -367,8 +367,6 @@ def parse_length(text: str, position: int) -> tuple[Fraction, int]:
             value /= int(denominator)
         else:
             value /= 2 ** len(slashes)
-    elif denominator:
-        pass  # cannot happen: digits are taken by the numerator
     if value == 0:
         raise LeftOut(R_SYNTAX, f"zero length {match.group(0)!r}")
     return value, match.end()
@@ -646,45 +644,44 @@ class _Converter:
             what = f"{self.where}, body line {line_number}"
             events.extend((what, event) for event in lex_music(value, line_number))
         for index, (what, event) in enumerate(events):
-            if True:
-                if event.kind == "note":
-                    self.out.append(self.pitch_token(event.value))
-                    self.emit_length(event.value.length, what)
-                elif event.kind == "rest":
-                    if in_chord:
-                        raise LeftOut(R_SYNTAX, f"rest inside a chord ({what})")
-                    self.out.append("z")
-                    self.emit_length(event.value.length, what)
-                elif event.kind == "chord_open":
-                    if in_chord:
-                        raise LeftOut(R_SYNTAX, f"nested chord ({what})")
-                    in_chord = True
-                    self.out.append("[")
-                elif event.kind == "chord_close":
-                    if not in_chord:
-                        raise LeftOut(R_SYNTAX, f"] without [ ({what})")
-                    if self.out[-1] == "[":
-                        raise LeftOut(R_SYNTAX, f"empty chord ({what})")
-                    in_chord = False
-                    self.out.append("]")
-                    # The length after ] multiplies the notes' own lengths: not unit-relative.
-                    token = duration_token(event.length, what)
-                    if token:
-                        self.out.append(token)
-                elif in_chord:
-                    raise LeftOut(R_SYNTAX, f"{event.kind} inside a chord ({what})")
-                elif event.kind == "bar":
-                    bar_tokens = map_bar(event.value, what)
-                    if event.value in DOUBLE_BARS and repeat_follows(events, index):
-                        bar_tokens = ["|:"]
-                    for token in bar_tokens:
-                        self.emit_bar(token)
-                elif event.kind == "broken":
-                    self.broken(event.value, what)
-                elif event.kind == "tuplet":
-                    self.tuplet(event.value, what)
-                elif event.kind == "field":
-                    self.body_field(*event.value)
+            if event.kind == "note":
+                self.out.append(self.pitch_token(event.value))
+                self.emit_length(event.value.length, what)
+            elif event.kind == "rest":
+                if in_chord:
+                    raise LeftOut(R_SYNTAX, f"rest inside a chord ({what})")
+                self.out.append("z")
+                self.emit_length(event.value.length, what)
+            elif event.kind == "chord_open":
+                if in_chord:
+                    raise LeftOut(R_SYNTAX, f"nested chord ({what})")
+                in_chord = True
+                self.out.append("[")
+            elif event.kind == "chord_close":
+                if not in_chord:
+                    raise LeftOut(R_SYNTAX, f"] without [ ({what})")
+                if self.out[-1] == "[":
+                    raise LeftOut(R_SYNTAX, f"empty chord ({what})")
+                in_chord = False
+                self.out.append("]")
+                # The length after ] multiplies the notes' own lengths: not unit-relative.
+                token = duration_token(event.length, what)
+                if token:
+                    self.out.append(token)
+            elif in_chord:
+                raise LeftOut(R_SYNTAX, f"{event.kind} inside a chord ({what})")
+            elif event.kind == "bar":
+                bar_tokens = map_bar(event.value, what)
+                if event.value in DOUBLE_BARS and repeat_follows(events, index):
+                    bar_tokens = ["|:"]
+                for token in bar_tokens:
+                    self.emit_bar(token)
+            elif event.kind == "broken":
+                self.broken(event.value, what)
+            elif event.kind == "tuplet":
+                self.tuplet(event.value, what)
+            elif event.kind == "field":
+                self.body_field(*event.value)
         if in_chord:
             raise LeftOut(R_SYNTAX, f"unclosed chord ({self.where})")
         if not any(vocab.is_pitch(t) for t in self.out):

@@ -182,11 +182,19 @@ class RoundTrip:
 MIDI_OPTIONS = ("-NGRA", "-NGUI")
 
 
+# abc2midi starts the notes of a chord 10 ticks apart (at 480 ticks a quarter); notes this
+# close to a group's first onset are one chord. The shortest v2 note (/8 eighth) is 30 ticks.
+CHORD_SPREAD_TICKS = 25
+
+
 def _onset_groups(notes: Sequence[tuple[int, int, int]]) -> list[tuple[int, list[tuple[int, int]]]]:
-    groups: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
-    for start, pitch, duration in notes:
-        groups[start].append((pitch, duration))
-    return [(start, sorted(groups[start])) for start in sorted(groups)]
+    groups: list[tuple[int, list[tuple[int, int]]]] = []
+    for start, pitch, duration in sorted(notes):
+        if groups and start - groups[-1][0] <= CHORD_SPREAD_TICKS:
+            groups[-1][1].append((pitch, duration))
+        else:
+            groups.append((start, [(pitch, duration)]))
+    return [(start, sorted(group)) for start, group in groups]
 
 
 def compare_notes(original: Sequence[tuple[int, int, int]], converted: Sequence[tuple[int, int, int]]) -> RoundTrip:

@@ -222,3 +222,38 @@ def test_round_trip_detects_a_wrong_note():
 
 def test_fixture_folder_exists():
     assert os.path.isdir(RAW)
+
+
+SIMPLE = "X:1\nT:scale\nM:4/4\nL:1/4\nK:C\nC D [EG] z | c2 A2 |\n"
+
+
+@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+def test_abctools_midi_notes():
+    midi = abctools.abc_to_midi(SIMPLE)
+    assert midi[:4] == b"MThd"
+    quarter = abctools.midi_resolution(midi)
+    notes = abctools.midi_notes(midi)
+    assert [pitch for _, pitch, _ in notes] == [60, 62, 64, 67, 72, 69]
+    starts = [start - notes[0][0] for start, _, _ in notes]
+    # abc2midi starts the notes of a chord a few ticks apart.
+    assert starts[:3] == [0, quarter, 2 * quarter] and 0 <= starts[3] - 2 * quarter <= 25
+    assert starts[4:] == [4 * quarter, 6 * quarter]
+    lengths = [duration for _, _, duration in notes]
+    # abc2midi ends each note a tick early; the ratios are what matter.
+    assert abs(lengths[4] - 2 * quarter) <= 2 and abs(lengths[0] - quarter) <= 2
+
+
+@pytest.mark.skipif(not abctools.have("abcm2ps"), reason="abcm2ps is not on PATH")
+def test_abctools_render_svg(tmp_path):
+    paths = abctools.render_svg(SIMPLE, str(tmp_path))
+    assert paths and all(p.endswith(".svg") and os.path.getsize(p) > 0 for p in paths)
+    with open(paths[0]) as f:
+        assert "<svg" in f.read(1000)
+
+
+def test_abctools_missing_tool_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(abctools.shutil, "which", lambda name: None)
+    with pytest.raises(abctools.ToolMissingError, match="apt-get install abcmidi"):
+        abctools.abc_to_midi(SIMPLE)
+    with pytest.raises(abctools.ToolMissingError, match="abcm2ps"):
+        abctools.render_svg(SIMPLE, "/tmp")

@@ -180,6 +180,9 @@ def test_compare_notes():
     assert not corpus.compare_notes(a, [(s, p + (p == 64), d) for s, p, d in a]).match
     assert not corpus.compare_notes(a, a[:-1]).match
     assert not corpus.compare_notes(a, a[:-1] + [(200, 62, 60)]).match
+    # Chord notes a few ticks apart (abc2midi's chord spread) compare as sorted pitches.
+    spread = [(0, 60, 100), (110, 64, 90), (100, 67, 100), (200, 62, 50)]
+    assert corpus.compare_notes(spread, [(0, 60, 100), (100, 67, 100), (110, 64, 90), (200, 62, 50)]).match
 
 
 @pytest.mark.slow
