@@ -302,6 +302,18 @@ class FolkRNN(nn.Module):
             carry.append((c, h))
         return tuple(carry)
 
+    def _dropout(self, x: Array, train: bool) -> Array:
+        """Dropout after an LSTM layer. At rate 0.5 (v2) the keep mask is one random bit per
+        unit, unpacked from 32-bit words: 32x fewer threefry draws than ``nn.Dropout``, which
+        took ~15% of a CPU training step; the same Bernoulli(0.5) distribution and scaling."""
+        if not train or self.dropout_rate == 0.0:
+            return x
+        if self.dropout_rate == 0.5 and x.shape[-1] % 32 == 0:
+            words = jax.random.bits(self.make_rng("dropout"), x.shape[:-1] + (x.shape[-1] // 32,), jnp.uint32)
+            bits = (words[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+            return jnp.where(bits.reshape(x.shape) > 0, x * 2.0, 0.0)
+        return self.dropout(x, deterministic=False)
+
     def _forward(
         self,
         inputs: Array,
@@ -346,7 +358,7 @@ class FolkRNN(nn.Module):
             if record:
                 internals[f"layer_{j}"] = {k: jnp.swapaxes(v, 0, 1) for k, v in out.items()}
                 out = out["h"]
-            hs = self.dropout(out, deterministic=not train)  # [time, batch, hidden]
+            hs = self._dropout(out, train)  # [time, batch, hidden]
         logits = jnp.swapaxes(self.output(hs), 0, 1)  # [batch, time, vocab]
         if logit_bias is not None:
             logits = logits + logit_bias

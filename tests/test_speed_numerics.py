@@ -77,3 +77,15 @@ def test_remat_matches():
     gb = jax.grad(lambda p: loss(b, p))(params)
     for x, y in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6, rtol=1e-5)
+
+
+def test_fast_dropout_keeps_half_and_scales():
+    m = model_lib.FolkRNN(num_layers=1, hidden_size=64, dropout_rate=0.5)
+    x = jnp.ones((200, 16, 64))
+    params = m.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.int32))
+    y = m.apply(params, x, True, method=lambda mod, x, t: mod._dropout(x, t), rngs={"dropout": jax.random.PRNGKey(3)})
+    y = np.asarray(y)
+    assert set(np.unique(y)) <= {0.0, 2.0}
+    assert abs((y > 0).mean() - 0.5) < 0.02
+    # Units are not correlated along the hidden axis (each bit of a word is used once).
+    assert abs(np.corrcoef((y[:, :, :32] > 0).reshape(-1, 32).T)[np.triu_indices(32, 1)]).max() < 0.1
