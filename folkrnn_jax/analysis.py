@@ -242,6 +242,13 @@ def bar_placement_accuracy(probs: np.ndarray, targets: Sequence[int]) -> float:
     return float(0.5 * (hit + reject))
 
 
+def bar_probability(probs: np.ndarray, targets: Sequence[int]) -> float:
+    """Mean probability the model gives to bar-line tokens where the tune has a bar line."""
+    targets = np.asarray(targets)
+    actual = np.isin(targets, BAR_IDS)
+    return float(probs[actual][:, BAR_IDS].sum(axis=1).mean()) if actual.any() else 0.0
+
+
 def _tunes_for_analysis(workdir: str, num_tunes: int) -> list[list[str]]:
     config = checkpoints.load_config(workdir)
     tunes = data.read_v2_file(config.data_path)
@@ -262,19 +269,26 @@ def bar_ablation(model: FolkRNN, params: Any, tunes: Sequence[Sequence[str]], ks
             power[j] += p / len(tunes)
     layer = L - 1 if layer is None else layer
     rng = np.random.default_rng(seed)
-    results = {"k": [], "top": [], "random": []}
+    results = {"k": [], "top": [], "random": [], "top_probability": [], "random_probability": []}
     for k in ks:
         k = min(k, H)
-        accs = []
+        accs, probs = [], []
         for units in (np.argsort(power[layer])[::-1][:k], rng.choice(H, k, replace=False)):
             mask = np.ones((L, H), np.float32)
             mask[layer, units] = 0.0
-            acc = [bar_placement_accuracy(record(model, params, t[:-1], unit_mask=mask)["probs"],
-                                          vocab.encode(t[1:])) for t in tunes]
+            acc, prob = [], []
+            for t in tunes:
+                p = record(model, params, t[:-1], unit_mask=mask)["probs"]
+                targets = vocab.encode(t[1:])
+                acc.append(bar_placement_accuracy(p, targets))
+                prob.append(bar_probability(p, targets))
             accs.append(float(np.mean(acc)))
+            probs.append(float(np.mean(prob)))
         results["k"].append(k)
         results["top"].append(accs[0])
         results["random"].append(accs[1])
+        results["top_probability"].append(probs[0])
+        results["random_probability"].append(probs[1])
     return {"power": power, "layer": layer, "ablation": results}
 
 
@@ -291,10 +305,12 @@ def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> li
     axes[0].set_title("share of power at the bar period (units, sorted)")
     axes[0].legend()
     ab = result["ablation"]
-    axes[1].plot(ab["k"], ab["top"], "o-", label="top units zeroed")
-    axes[1].plot(ab["k"], ab["random"], "s--", label="random units zeroed")
+    axes[1].plot(ab["k"], ab["top"], "o-", color="C0", label="accuracy, top units zeroed")
+    axes[1].plot(ab["k"], ab["random"], "s--", color="C0", label="accuracy, random units zeroed")
+    axes[1].plot(ab["k"], ab["top_probability"], "o-", color="C3", label="P(bar), top units zeroed")
+    axes[1].plot(ab["k"], ab["random_probability"], "s--", color="C3", label="P(bar), random units zeroed")
     axes[1].set_xlabel(f"units zeroed in layer {result['layer']}")
-    axes[1].set_title("bar-line placement (balanced accuracy)")
+    axes[1].set_title("bar lines: balanced accuracy and P(bar) at true bar lines")
     axes[1].legend()
     paths = [_save(fig, os.path.join(output, "bars.png"))]
     paths.append(_write_json({"power": result["power"].tolist(), "layer": result["layer"], "ablation": ab},
