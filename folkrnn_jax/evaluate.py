@@ -341,7 +341,8 @@ def novelty(
 
 def validation_metrics(workdir: str, data_path: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Validation NLL (nats/token and per-tune-normalised) and perplexity of the run's latest
-    checkpoint on its own validation split (the split the run trained with)."""
+    checkpoint on its own validation split (the split the run trained with), with dropout on
+    only if the run's config says ``eval_dropout`` (the published v2 numbers had it on)."""
     import jax
 
     from folkrnn_jax import checkpoints, runs, train
@@ -352,8 +353,9 @@ def validation_metrics(workdir: str, data_path: str | None = None, seed: int = 0
     model, params, step = runs.load_run(workdir)
     _, valid = train.load_sequences(config)
     batches = data.evaluation_batches(valid, config.batch_size)
-    metrics = train.evaluate(train.make_eval_step(model), params, batches, jax.random.PRNGKey(seed))
-    metrics.update(step=step, valid_tunes=len(valid), data_path=config.data_path)
+    dropout = bool(config.get("eval_dropout", False))  # as the run itself evaluated
+    metrics = train.evaluate(train.make_eval_step(model, dropout=dropout), params, batches, jax.random.PRNGKey(seed))
+    metrics.update(step=step, valid_tunes=len(valid), data_path=config.data_path, dropout=dropout)
     return metrics
 
 
