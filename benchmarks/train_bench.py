@@ -56,6 +56,7 @@ flags.DEFINE_string("matmul_dtype", "float32", "float32, or bfloat16 (GPU).")
 flags.DEFINE_integer("numerics_steps", 3, "Steps of the optimised vs reference loss comparison.")
 flags.DEFINE_enum("memory_only", None, ["jax", "torch"], "Internal: peak-memory subprocess.")
 flags.DEFINE_boolean("torch", True, "Also time PyTorch.")
+flags.DEFINE_string("torch_device", "cpu", "PyTorch device: cpu, or cuda on a GPU machine.")
 
 
 def bench_config(hidden_size=512, num_layers=3, batch_size=64, unroll=4, fused_backward=True,
@@ -175,7 +176,7 @@ def gradient_difference(config, batch) -> float:
 # PyTorch
 
 
-def make_torch_step(hidden_size, num_layers, dropout_rate=0.5):
+def make_torch_step(hidden_size, num_layers, dropout_rate=0.5, device="cpu"):
     import torch
 
     class TorchFolkRNN(torch.nn.Module):
@@ -190,12 +191,13 @@ def make_torch_step(hidden_size, num_layers, dropout_rate=0.5):
             return self.out(self.drop(h))
 
     torch.manual_seed(0)
-    net = TorchFolkRNN()
+    net = TorchFolkRNN().to(device)
     opt = torch.optim.RMSprop(net.parameters(), lr=0.003, alpha=0.9, eps=1e-3)
 
     def to_torch(batch):
         x = torch.nn.functional.one_hot(torch.from_numpy(batch["inputs"].T.astype(np.int64)), 137).float()
-        return x, torch.from_numpy(batch["targets"].T.astype(np.int64)), torch.from_numpy(batch["mask"].T)
+        y, m = torch.from_numpy(batch["targets"].T.astype(np.int64)), torch.from_numpy(batch["mask"].T)
+        return x.to(device), y.to(device), m.to(device)
 
     def step(tb):
         x, y, m = tb
@@ -206,7 +208,7 @@ def make_torch_step(hidden_size, num_layers, dropout_rate=0.5):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
-        return float(loss)
+        return float(loss.detach())  # waits for the device
 
     return step, to_torch
 
@@ -245,14 +247,21 @@ def _memory_only(which: str) -> None:
         for i in range(2):
             state, loss = step(state, jbatch, jax.random.PRNGKey(i))
             loss.block_until_ready()
+        stats = jax.devices()[0].memory_stats()  # None on CPU
+        if stats and "peak_bytes_in_use" in stats:
+            out["device_peak_mb"] = stats["peak_bytes_in_use"] / 2**20
     else:
         import torch  # noqa: F401
 
-        step, to_torch = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers)
+        step, to_torch = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers, device=FLAGS.torch_device)
         tb = to_torch(batch)
         base = _maxrss_mb()
         for _ in range(2):
             step(tb)
+        if FLAGS.torch_device.startswith("cuda"):
+            import torch
+
+            out["device_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     out["peak_rss_mb"] = _maxrss_mb()
     out["peak_above_start_mb"] = out["peak_rss_mb"] - base
     print(json.dumps(out))
@@ -263,7 +272,7 @@ def _subprocess_memory(which: str) -> dict:
             f"--batch_size={FLAGS.batch_size}", f"--seq_len={FLAGS.seq_len}",
             f"--hidden_size={FLAGS.hidden_size}", f"--num_layers={FLAGS.num_layers}",
             f"--unroll={FLAGS.unroll}", f"--fused_backward={FLAGS.fused_backward}",
-            f"--matmul_dtype={FLAGS.matmul_dtype}"]
+            f"--matmul_dtype={FLAGS.matmul_dtype}", f"--torch_device={FLAGS.torch_device}"]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode:
         return {"error": proc.stderr[-500:]}
@@ -292,7 +301,7 @@ def main(argv):
     if FLAGS.torch:
         import torch
 
-        torch_step, to_torch = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers)
+        torch_step, to_torch = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers, device=FLAGS.torch_device)
         tbatches = [to_torch(b) for b in batches]
         torch_step(tbatches[0])
 
@@ -346,6 +355,9 @@ def main(argv):
           f"max |grad difference| at step 0: {grad_diff:.1e}")
     print(f"peak RSS of a 2-step run in its own process (MB): jax {mem_jax.get('peak_rss_mb', float('nan')):.0f}"
           + (f", torch {mem_torch.get('peak_rss_mb', float('nan')):.0f}" if FLAGS.torch else ""))
+    if "device_peak_mb" in mem_jax or "device_peak_mb" in mem_torch:
+        print(f"peak device memory (MB): jax {mem_jax.get('device_peak_mb', float('nan')):.0f}, "
+              f"torch {mem_torch.get('device_peak_mb', float('nan')):.0f}")
 
 
 if __name__ == "__main__":
