@@ -16,9 +16,10 @@ Numerics: the optimised step's float32 losses are compared with an unoptimised r
 step (one-hot @ W inside a plain lax.scan over a straightforward cell, autodiff backward);
 ``tests/test_speed_numerics.py`` checks the same on a smaller model.
 
-Peak memory: each framework runs in its own subprocess (``--memory_only=jax|torch``) and
-reports its resident-set peak (``ru_maxrss``) above the baseline after imports; for JAX also
-the compiled step's temporary buffer size from XLA's memory analysis.
+Peak memory: each framework runs two steps in its own subprocess (``--memory_only=jax|torch``)
+and reports its resident-set peak (``VmHWM``, including the interpreter and imports) and the
+growth during the steps; for JAX also the compiled step's temporary buffer size from XLA's
+memory analysis, and on a GPU both frameworks' peak device memory.
 
 torch is not a project dependency: it is imported only here.
 """
@@ -228,6 +229,15 @@ def cpu_model() -> str:
 
 
 def _maxrss_mb() -> float:
+    # VmHWM belongs to this address space; ru_maxrss is inherited across fork+exec on Linux,
+    # so a subprocess would report its parent's peak.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
