@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.gate_grad_clip = 0.0
     config.matmul_dtype = "float32"
     config.unroll = 1
-    config.remat = False
+    config.remat = False  # rematerialise each time step in the backward pass (long tunes)
+    config.fused_backward = True  # hand-written LSTM backward pass; False: plain autodiff
     # Optimisation
     config.batch_size = 64
     config.num_epochs = 100
@@ -38,6 +39,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss_normalization = "token"
     config.eval_dropout = False
     config.seed = 0
+    # Devices: the batch is sharded over a 'data' mesh axis, parameters replicated.
+    config.mesh_shape = 0  # devices to use; 0: all local devices
+    config.coordinator_address = ""  # multi-host: "HOST0:PORT" calls jax.distributed.initialize
+    config.num_processes = -1  # -1: detected (SLURM, Cloud TPU)
+    config.process_id = -1
     # Logging and checkpoints
     config.log_every_steps = 50
     config.eval_every_steps = 0  # 0: evaluate at the end of each epoch and of the run
