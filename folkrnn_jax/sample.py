@@ -1,10 +1,30 @@
-"""Batched sampling of new tunes: all tunes advance together inside one jit-compiled loop."""
+"""Batched sampling of new tunes: all tunes advance together inside one jit-compiled loop.
+
+The loop is a ``while_loop`` around a fixed ``CHUNK``-step ``scan`` (the exit test, "every
+tune has emitted ``</s>``", is checked once per chunk, and the chunk's tokens are written
+with one slice update). Every step draws each tune's token with the key
+``fold_in(fold_in(seed_key, tune_index), position)``, so tune i depends only on the seed and
+i, whatever the batch. Options:
+
+* ``temperature`` (an array argument: a new value does not recompile);
+* ``top_k`` (static int, 0 = off) and ``top_p`` (nucleus; off when >= 1, the value is an
+  array argument): truncation of the distribution before sampling;
+* ``token_mask`` (tokens never to emit, an additive ``-inf`` logit bias) and ``logit_bias``;
+* prefixes: one for all tunes or one per tune (``prefixes``, lengths may differ). Prefix
+  positions are forced; a ``*`` in a prefix is a wildcard the model fills; ``meter`` and
+  ``mode`` build the ``M:``/``K:`` header;
+* early stop when all tunes have ended, ``steps`` reported; ``truncated`` marks tunes that
+  reached ``max_length`` without ``</s>``.
+
+``sample_stream`` yields the tokens step by step (host loop over one jitted step) for
+interactive use; it draws the same tokens as ``sample_tunes`` for the same arguments.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,11 +35,16 @@ from folkrnn_jax.model import FolkRNN
 
 Array = jax.Array
 
+WILDCARD = "*"
+WILDCARD_ID = -1
+CHUNK = 16
+
 
 @dataclasses.dataclass
 class SampledTunes:
     """Sampled token ids [num_tunes, max_length] (prefix included, padded with ``</s>``),
-    each tune's length up to and including ``</s>``, and which tunes hit the maximum length."""
+    each tune's length up to and including ``</s>``, and which tunes hit the maximum length.
+    ``steps`` is the position the batch loop reached (< max_length when all tunes ended)."""
 
     ids: np.ndarray
     lengths: np.ndarray
@@ -29,14 +54,50 @@ class SampledTunes:
     def tokens(self, i: int) -> list[str]:
         return vocab.decode(self.ids[i, : self.lengths[i]])
 
+    def all_tokens(self) -> list[list[str]]:
+        return [self.tokens(i) for i in range(len(self.ids))]
+
 
 def parse_prefix(prefix: str | Sequence[str], where: str = "--prefix") -> list[str]:
-    """Prefix tokens, always starting with ``<s>``; unknown tokens raise an error naming them."""
+    """Prefix tokens, always starting with ``<s>``; unknown tokens raise an error naming them.
+    ``*`` is allowed: a wildcard position that the model fills."""
     tokens = prefix.split() if isinstance(prefix, str) else list(prefix)
-    vocab.encode(tokens, where)
+    vocab.encode([t for t in tokens if t != WILDCARD], where)
     if not tokens or tokens[0] != vocab.START:
         tokens = [vocab.START] + tokens
     return tokens
+
+
+def header_prefix(
+    prefix: str | Sequence[str] = (), meter: str | None = None, mode: str | None = None,
+    where: str = "--prefix",
+) -> list[str]:
+    """``parse_prefix`` with ``M:``/``K:`` header tokens built from ``meter`` (``"6/8"`` or
+    ``"M:6/8"``) and ``mode`` (``"dor"``, ``"Cdor"`` or ``"K:Cdor"``) put right after ``<s>``."""
+    tokens = parse_prefix(prefix, where)
+    header = []
+    if meter:
+        token = meter if meter.startswith("M:") else "M:" + meter
+        if token not in vocab.METER_TOKENS:
+            raise ValueError(f"unknown meter {meter!r}: one of {', '.join(t[2:] for t in vocab.METER_TOKENS)}")
+        if any(t.startswith("M:") for t in tokens):
+            raise ValueError("give the meter either in the prefix or as meter, not both")
+        header.append(token)
+    if mode:
+        name = mode[2:] if mode.startswith("K:") else mode
+        name = name if name.startswith("C") and len(name) == 4 else "C" + name
+        token = "K:" + name
+        if token not in vocab.MODE_TOKENS:
+            raise ValueError(f"unknown mode {mode!r}: one of maj, min, dor, mix")
+        if any(t.startswith("K:") for t in tokens):
+            raise ValueError("give the mode either in the prefix or as mode, not both")
+        header.append(token)
+    return tokens[:1] + header + tokens[1:]
+
+
+def prefix_ids(tokens: Sequence[str]) -> np.ndarray:
+    """Ids of parsed prefix tokens, ``*`` as ``WILDCARD_ID``."""
+    return np.asarray([WILDCARD_ID if t == WILDCARD else vocab.TOKEN_TO_ID[t] for t in tokens], np.int32)
 
 
 def tune_keys(key: Array, num_tunes: int, offset: int = 0) -> Array:
@@ -45,18 +106,71 @@ def tune_keys(key: Array, num_tunes: int, offset: int = 0) -> Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(offset, offset + num_tunes))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_length"))
+def token_bias(token_mask: Sequence[str] = (), logit_bias: Any = None) -> np.ndarray | None:
+    """The additive logit bias [vocab]: ``-inf`` on masked tokens plus ``logit_bias``, or None."""
+    if not token_mask and logit_bias is None:
+        return None
+    bias = np.zeros((vocab.VOCAB_SIZE,), np.float32)
+    if logit_bias is not None:
+        bias += np.asarray(logit_bias, np.float32)
+    ids = vocab.encode(list(token_mask), "token mask")
+    if vocab.END_ID in ids:
+        raise ValueError("the token mask may not hold </s>: tunes could never end")
+    bias[ids] = -np.inf
+    return bias
+
+
+def truncate_logits(logits: Array, top_k: int, top_p: Array | None) -> Array:
+    """Set to -inf the logits outside the ``top_k`` largest (0: off) and outside the smallest
+    set whose probability reaches ``top_p`` (None: off). logits: [..., vocab]."""
+    if top_k:
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p is not None:
+        ordered = -jnp.sort(-logits, axis=-1)
+        probs = jax.nn.softmax(ordered, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs  # mass of the tokens ranked above
+        keep = before < top_p
+        keep = keep.at[..., 0].set(True)
+        threshold = jnp.min(jnp.where(keep, ordered, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < threshold, -jnp.inf, logits)
+    return logits
+
+
+def _step(model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
+          position, token, carry, done):
+    """One token for every tune at ``position`` given the previous ``token``."""
+    logits, carry = model.apply(variables, token[:, None], carry, method=FolkRNN.decode)
+    logits = logits[:, 0].astype(jnp.float32) / temperature
+    if bias is not None:
+        logits = logits + bias
+    logits = truncate_logits(logits, top_k, top_p)
+    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, position)
+    sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
+    forced_token = jax.lax.dynamic_index_in_dim(
+        prefix, jnp.minimum(position, prefix.shape[1] - 1), axis=1, keepdims=False
+    )
+    forced = (position < prefix_len) & (forced_token != WILDCARD_ID)
+    next_token = jnp.where(forced, forced_token, sampled)
+    next_token = jnp.where(done, vocab.END_ID, next_token)
+    return next_token, carry, done | (next_token == vocab.END_ID)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "start", "top_k", "chunk"))
 def _sample_loop(
-    model: FolkRNN, params: Any, keys: Array, prefix: Array, temperature: Array, max_length: int
+    model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
+    top_p: Array | None, bias: Array | None, max_length: int, start: int, top_k: int, chunk: int = CHUNK,
 ):
-    num_tunes, prefix_length = prefix.shape
+    """Positions < ``start`` are forced for every tune and run as one decode call."""
+    num_tunes = keys.shape[0]
     variables = {"params": params}
     carry = model.apply(variables, num_tunes, method=FolkRNN.initial_carry)
-    if prefix_length > 1:
-        _, carry = model.apply(variables, prefix[:, :-1], carry, method=FolkRNN.decode)
-    out = jnp.full((num_tunes, max_length), vocab.END_ID, jnp.int32)
-    out = out.at[:, :prefix_length].set(prefix)
-    done = jnp.zeros((num_tunes,), bool)
+    if start > 1:
+        _, carry = model.apply(variables, prefix[:, : start - 1], carry, method=FolkRNN.decode)
+    out = jnp.full((num_tunes, max_length + chunk), vocab.END_ID, jnp.int32)
+    out = out.at[:, :start].set(prefix[:, :start])
+    done = jnp.any(prefix[:, 1:start] == vocab.END_ID, axis=1)
+    step = functools.partial(_step, model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k)
 
     def cond(state):
         position, _, _, _, done = state
@@ -64,18 +178,72 @@ def _sample_loop(
 
     def body(state):
         position, token, carry, out, done = state
-        logits, carry = model.apply(variables, token[:, None], carry, method=FolkRNN.decode)
-        logits = logits[:, 0] / temperature  # [tunes, vocab]
-        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, position)
-        next_token = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
-        next_token = jnp.where(done, vocab.END_ID, next_token)
-        out = jax.lax.dynamic_update_slice(out, next_token[:, None], (0, position))
-        done = done | (next_token == vocab.END_ID)
-        return position + 1, next_token, carry, out, done
 
-    state = (jnp.asarray(prefix_length), prefix[:, -1], carry, out, done)
-    steps, _, _, out, done = jax.lax.while_loop(cond, body, state)
-    return out, done, steps
+        def one(c, _):
+            position, token, carry, done = c
+            token, carry, done = step(position, token, carry, done)
+            return (position + 1, token, carry, done), token
+
+        (new_position, token, carry, done), tokens = jax.lax.scan(
+            one, (position, token, carry, done), None, length=chunk
+        )
+        out = jax.lax.dynamic_update_slice(out, tokens.T, (0, position))
+        return new_position, token, carry, out, done
+
+    state = (jnp.asarray(start, jnp.int32), prefix[:, start - 1], carry, out, done)
+    steps, _, _, out, _ = jax.lax.while_loop(cond, body, state)
+    return out[:, :max_length], jnp.minimum(steps, max_length)
+
+
+@dataclasses.dataclass
+class _Batch:
+    prefix: np.ndarray  # [tunes, width], WILDCARD_ID at wildcards, 0 past each prefix
+    prefix_len: np.ndarray  # [tunes]
+    start: int  # positions < start are forced in every tune
+
+
+def _prepare(num_tunes, prefix, prefixes, meter, mode, max_length) -> _Batch:
+    if prefixes is not None:
+        if len(prefixes) != num_tunes:
+            raise ValueError(f"{len(prefixes)} prefixes for {num_tunes} tunes")
+        parsed = [header_prefix(p, meter, mode, f"prefix {i + 1}") for i, p in enumerate(prefixes)]
+    else:
+        parsed = [header_prefix(prefix, meter, mode)] * num_tunes
+    ids = [prefix_ids(p) for p in parsed]
+    lengths = np.asarray([len(p) for p in ids], np.int32)
+    if lengths.max(initial=1) >= max_length:
+        raise ValueError(f"a prefix of {lengths.max()} tokens leaves no room under max_length={max_length}")
+    width = int(lengths.max(initial=1))
+    batch = np.zeros((num_tunes, width), np.int32)
+    for i, p in enumerate(ids):
+        batch[i, : len(p)] = p
+    # The first position that some tune samples (a wildcard or the end of its prefix).
+    firsts = [int(np.argmax(p == WILDCARD_ID)) if (p == WILDCARD_ID).any() else len(p) for p in ids]
+    return _Batch(batch, lengths, max(1, min(firsts, default=1)))
+
+
+def _options(temperature, top_k, top_p, token_mask, logit_bias):
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (got {temperature}); use top_k=1 for greedy")
+    if top_k < 0 or top_k > vocab.VOCAB_SIZE:
+        raise ValueError(f"top_k must be in 0..{vocab.VOCAB_SIZE} (got {top_k})")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (got {top_p})")
+    bias = token_bias(token_mask, logit_bias)
+    return (
+        jnp.float32(temperature),
+        None if top_p >= 1 else jnp.float32(top_p),
+        None if bias is None else jnp.asarray(bias),
+        int(top_k),
+    )
+
+
+def _result(ids: np.ndarray, steps: int, max_length: int) -> SampledTunes:
+    ended = ids[:, 1:] == vocab.END_ID
+    done = ended.any(axis=1)
+    lengths = np.where(done, np.argmax(ended, axis=1) + 2, max_length)  # include </s>
+    ids = np.where(np.arange(ids.shape[1]) < lengths[:, None], ids, vocab.END_ID).astype(np.int32)
+    return SampledTunes(ids=ids, lengths=lengths, truncated=~done, steps=int(steps))
 
 
 def sample_tunes(
@@ -86,18 +254,70 @@ def sample_tunes(
     prefix: str | Sequence[str] = (),
     temperature: float = 1.0,
     max_length: int = 1000,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    token_mask: Sequence[str] = (),
+    logit_bias: Any = None,
+    prefixes: Sequence[str | Sequence[str]] | None = None,
+    meter: str | None = None,
+    mode: str | None = None,
+    offset: int = 0,
+    chunk: int = CHUNK,
 ) -> SampledTunes:
-    """Sample ``num_tunes`` tunes continuing ``prefix`` (e.g. ``"M:6/8 K:Cdor"``), each ending
-    at ``</s>`` or at ``max_length`` tokens (counting ``<s>`` and the prefix)."""
-    prefix_ids = vocab.encode(parse_prefix(prefix))
-    if len(prefix_ids) >= max_length:
-        raise ValueError(f"prefix of {len(prefix_ids)} tokens leaves no room under max_length={max_length}")
-    prefix_batch = jnp.broadcast_to(jnp.asarray(prefix_ids), (num_tunes, len(prefix_ids)))
-    out, done, steps = _sample_loop(
-        model, params, tune_keys(key, num_tunes), prefix_batch, jnp.float32(temperature), max_length
+    """Sample ``num_tunes`` tunes continuing ``prefix`` (e.g. ``"M:6/8 K:Cdor"``, ``*`` for
+    positions the model fills) or one prefix per tune (``prefixes``), each ending at ``</s>``
+    or at ``max_length`` tokens (counting ``<s>`` and the prefix). ``offset`` numbers the
+    tunes from there (tune ``offset + i`` of the seed), for sampling in chunks."""
+    batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
+    temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
+    out, steps = _sample_loop(
+        model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
+        jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, batch.start, top_k, chunk,
     )
-    ids = np.asarray(out)
-    done = np.asarray(done)
-    ends = np.argmax(ids[:, 1:] == vocab.END_ID, axis=1) + 2  # include </s>
-    lengths = np.where(done, ends, max_length)
-    return SampledTunes(ids=ids, lengths=lengths, truncated=~done, steps=int(steps))
+    return _result(np.asarray(out), int(steps), max_length)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "top_k"))
+def _stream_step(model, params, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
+                 position, token, carry, done):
+    return _step(model, {"params": params}, keys, prefix, prefix_len, temperature, top_p, bias,
+                 top_k, position, token, carry, done)
+
+
+def sample_stream(
+    model: FolkRNN,
+    params: Any,
+    key: Array,
+    num_tunes: int,
+    prefix: str | Sequence[str] = (),
+    temperature: float = 1.0,
+    max_length: int = 1000,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    token_mask: Sequence[str] = (),
+    logit_bias: Any = None,
+    prefixes: Sequence[str | Sequence[str]] | None = None,
+    meter: str | None = None,
+    mode: str | None = None,
+    offset: int = 0,
+) -> Iterator[np.ndarray]:
+    """Yield, for positions 1, 2, ..., the token id of every tune at that position ([num_tunes];
+    ``</s>`` for tunes that have ended), until all tunes have ended or ``max_length``. Prefix
+    tokens are yielded as they are forced. One jitted step per position, run from the host."""
+    batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
+    temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
+    keys = tune_keys(key, num_tunes, offset)
+    prefix_, prefix_len = jnp.asarray(batch.prefix), jnp.asarray(batch.prefix_len)
+    carry = model.apply({"params": params}, num_tunes, method=FolkRNN.initial_carry)
+    token = jnp.full((num_tunes,), vocab.START_ID, jnp.int32)
+    done = jnp.zeros((num_tunes,), bool)
+    for position in range(1, max_length):
+        token, carry, done = _stream_step(
+            model, params, keys, prefix_, prefix_len, temperature_, top_p_, bias, top_k,
+            jnp.int32(position), token, carry, done,
+        )
+        yield np.asarray(token)
+        if bool(jnp.all(done)):
+            return
