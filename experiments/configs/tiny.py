@@ -12,7 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.dropout_rate = 0.1
     config.batch_size = 32
     config.num_epochs = 1
-    config.num_train_steps = 300
+    config.num_train_steps = 500
     config.lr_decay = 1.0
     config.max_tune_length = 400
     config.log_every_steps = 25
