@@ -69,3 +69,131 @@ def test_tokens_to_abc_headers():
     abc = tunes.tokens_to_abc(["<s>", "M:3/4", "K:Cmix", "c", "2", "d", "|", "e", "4", ":|", "</s>"], index=7)
     assert abc.splitlines()[:5] == ["X:7", "T:folkrnn_jax tune 7", "M:3/4", "L:1/8", "K:Cmix"]
     assert abc.splitlines()[5] == "c2d | e4 :|"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling options on a small random model (fast, no training).
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    import jax.numpy as jnp
+
+    from folkrnn_jax.model import FolkRNN
+
+    model = FolkRNN(num_layers=2, hidden_size=32, dropout_rate=0.0, init_scale=0.5)
+    params = model.init(jax.random.PRNGKey(1), jnp.zeros((1, 4), jnp.int32))["params"]
+    return model, params
+
+
+def _end_bias(strength):
+    bias = np.zeros(vocab.VOCAB_SIZE, np.float32)
+    bias[vocab.END_ID] = strength
+    return bias
+
+
+def test_prefix_verbatim_and_meter_mode_headers(small_model):
+    model, params = small_model
+    prefix = "M:6/8 K:Cdor |: G 2 A B c d"
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 4, prefix, max_length=60)
+    for i in range(4):
+        assert result.tokens(i)[:10] == ["<s>"] + prefix.split()
+    headed = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 3, "G A", max_length=40,
+                                 meter="3/4", mode="mix")
+    for i in range(3):
+        assert headed.tokens(i)[:5] == ["<s>", "M:3/4", "K:Cmix", "G", "A"]
+        abc = tunes.tokens_to_abc(headed.tokens(i))
+        assert "M:3/4" in abc.splitlines() and "K:Cmix" in abc.splitlines()
+    with pytest.raises(ValueError):
+        sample.sample_tunes(model, params, jax.random.PRNGKey(0), 1, "M:4/4", meter="6/8")
+
+
+def test_top_k_1_is_greedy(small_model):
+    import jax.numpy as jnp
+
+    from folkrnn_jax.model import FolkRNN
+
+    model, params = small_model
+    length = 30
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(5), 2, "M:4/4 K:Cmaj",
+                                 max_length=length, top_k=1)
+    tokens = jnp.asarray(vocab.encode(["<s>", "M:4/4", "K:Cmaj"]))[None]
+    carry = model.apply({"params": params}, 1, method=FolkRNN.initial_carry)
+    logits, carry = model.apply({"params": params}, tokens, carry, method=FolkRNN.decode)
+    greedy = list(np.asarray(tokens[0]))
+    step = jax.jit(lambda t, c: model.apply({"params": params}, t, c, method=FolkRNN.decode))
+    while len(greedy) < length:
+        nxt = int(jnp.argmax(logits[0, -1]))
+        greedy.append(nxt)
+        if nxt == vocab.END_ID:
+            break
+        logits, carry = step(jnp.asarray([[nxt]]), carry)
+    for i in range(2):
+        assert list(result.ids[i, : result.lengths[i]]) == greedy
+
+
+def test_top_p_and_top_k_keep_only_likely_tokens():
+    import jax.numpy as jnp
+
+    logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
+    kept = np.isfinite(np.asarray(sample.truncate_logits(logits, 0, jnp.float32(0.7))))
+    assert kept.tolist() == [[True, True, False, False]]
+    kept = np.isfinite(np.asarray(sample.truncate_logits(logits, 3, jnp.float32(0.95))))
+    assert kept.tolist() == [[True, True, True, False]]
+    kept = np.isfinite(np.asarray(sample.truncate_logits(logits, 0, jnp.float32(0.1))))
+    assert kept.tolist() == [[True, False, False, False]]
+
+
+def test_token_mask_respected(small_model):
+    model, params = small_model
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
+                                 max_length=120, token_mask=["|", "c", "2"], temperature=2.0)
+    unmasked = sample.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
+                                   max_length=120, temperature=2.0)
+    assert "|" in sum(unmasked.all_tokens(), [])  # the mask matters for this model
+    for tokens in result.all_tokens():
+        assert not {"|", "c", "2"} & set(tokens)
+    with pytest.raises(ValueError):
+        sample.sample_tunes(model, params, jax.random.PRNGKey(2), 1, token_mask=["</s>"])
+
+
+def test_early_stop_and_truncation(small_model):
+    model, params = small_model
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(3), 5, "M:4/4 K:Cmaj",
+                                 max_length=1000, logit_bias=_end_bias(6.0))
+    assert not result.truncated.any()
+    assert result.steps < 1000 and result.steps >= result.lengths.max() - 1
+    for tokens in result.all_tokens():
+        assert tokens[-1] == "</s>" and tokens.count("</s>") == 1
+    never = sample.sample_tunes(model, params, jax.random.PRNGKey(3), 3, "M:4/4 K:Cmaj",
+                                max_length=50, logit_bias=_end_bias(-1e9))
+    assert never.truncated.all() and never.steps == 50 and (never.lengths == 50).all()
+
+
+def test_prefixes_of_different_lengths_and_wildcards(small_model):
+    model, params = small_model
+    prefixes = ["M:6/8", "M:4/4 K:Cmin c d e f g", "* K:Cdor G * * A", "M:3/4 K:Cmaj * |"]
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes,
+                                 max_length=80)
+    for i, prefix in enumerate(prefixes):
+        want = ["<s>"] + prefix.split()
+        got = result.tokens(i)
+        assert len(got) > len(want) or got[-1] == "</s>"
+        for w, g in zip(want, got):
+            assert g == w if w != "*" else (g != "*" and g in vocab.TOKEN_TO_ID)
+    # Each tune is the one it would be alone in the batch (same seed, same index).
+    alone = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 2, prefixes=prefixes[:2], max_length=80)
+    np.testing.assert_array_equal(alone.ids, result.ids[:2])
+    wild = sample.sample_tunes(model, params, jax.random.PRNGKey(6), 6, "M:4/4 * * c", max_length=40)
+    fills = {tuple(t[2:4]) for t in wild.all_tokens()}
+    assert len(fills) > 1 and all(t[4] == "c" for t in wild.all_tokens() if len(t) > 4)
+
+
+def test_stream_matches_batch(small_model):
+    model, params = small_model
+    kwargs = dict(max_length=70, top_k=20, token_mask=["z"], prefixes=["M:4/4 * c", "K:Cmin"])
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(7), 2, **kwargs)
+    steps = list(sample.sample_stream(model, params, jax.random.PRNGKey(7), 2, **kwargs))
+    streamed = np.concatenate([np.full((2, 1), vocab.START_ID), np.stack(steps, axis=1)], axis=1)
+    width = min(streamed.shape[1], result.ids.shape[1])
+    np.testing.assert_array_equal(streamed[:, :width], result.ids[:, :width])
