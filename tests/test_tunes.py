@@ -1,0 +1,86 @@
+"""Transposition: the transposed ABC played by abc2midi is the C tune shifted, note for note."""
+
+import random
+
+import pytest
+
+from folkrnn_jax import abctools, tunes, vocab
+from tests.conftest import fixture_path
+
+ROOTS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+SHIFTS = (0, 1, 2, 3, 4, 5, 6, -5, -4, -3, -2, -1)  # C -> root, in -5..+6 semitones
+LETTER_OCTAVE = "%%propagate-accidentals octave"  # abc2midi: accidentals hold per letter+octave
+
+needs_abc2midi = pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi is not installed")
+
+
+def _fixture_tunes(per_mode=3):
+    with open(fixture_path("data_v2_excerpt.txt")) as f:
+        blocks = [b.split() for b in f.read().split("\n\n") if b.strip()]
+    chosen = []
+    for mode in tunes.MODE_SUFFIX:
+        found = [b for b in blocks if mode in b[:2]]
+        # Prefer tunes with accidentals, the interesting case.
+        found.sort(key=lambda b: -sum(t[0] in "^_=" for t in b))
+        chosen += found[:per_mode]
+    return chosen
+
+
+def _random_tunes(seed=0, notes=80):
+    """One accidental-heavy tune per mode: random v2 pitch tokens, all octaves, 4 to a bar."""
+    rng = random.Random(seed)
+    out = []
+    for mode in tunes.MODE_SUFFIX:
+        body = []
+        for i in range(notes):
+            body += [rng.choice(vocab.PITCH_TOKENS)] + (["2"] if rng.random() < 0.2 else [])
+            if i % 4 == 3:
+                body.append("|")
+        out.append(["<s>", "M:4/4", mode] + body + ["</s>"])
+    return out
+
+
+def _notes(abc, letter_octave):
+    if letter_octave:
+        lines = abc.splitlines()
+        abc = "\n".join(lines[:4] + [LETTER_OCTAVE] + lines[4:]) + "\n"
+    return abctools.midi_notes(abctools.abc_to_midi(abc))
+
+
+def test_parse_root_and_key_fields():
+    assert [tunes.parse_root(r)[1] for r in ROOTS] == list(SHIFTS)
+    abc = tunes.tokens_to_abc("<s> M:6/8 K:Cdor G A B c".split(), key="D")
+    assert "K:Ddor" in abc.splitlines() and abc.splitlines()[-1] == "ABcd"
+    assert "K:Em" in tunes.tokens_to_abc("<s> K:Cmin c".split(), key="E")
+    assert "K:C#m" in tunes.tokens_to_abc("<s> K:Cmin c".split(), key="Db")  # not 8 flats
+    assert "K:Bbmix" in tunes.tokens_to_abc("<s> K:Cmix c".split(), key="Bb")
+    with pytest.raises(ValueError):
+        tunes.parse_root("H")
+
+
+def test_bar_scoped_accidentals_written_only_where_needed():
+    # ^F holds for the F of the same octave until the bar line, not for f.
+    tokens = "<s> M:4/4 K:Cmaj ^F F f c | F ^F, =B B | f =f ^f =F |".split()
+    # G major (down 5): F#->C#, F->C (C natural in G), =B->F (F# is in the key).
+    assert tunes.tokens_to_abc(tokens, key="G", courtesy=False).splitlines()[-1] == "^CCcG | C^C,FF | cc^cC |"
+    # D major (up 2): B natural -> C#, in the key signature: no accidental needed.
+    assert tunes.tokens_to_abc(tokens, key="D", courtesy=False).splitlines()[-1] == "^GGgd | G^G,cc | gg^gG |"
+    # With courtesy accidentals, a different octave of a letter altered earlier gets one too.
+    assert tunes.tokens_to_abc(tokens, key="D").splitlines()[-1] == "^GG=gd | G^G,cc | gg^g=G |"
+
+
+@needs_abc2midi
+def test_transposed_midi_is_shifted_c_tune_for_all_roots_and_modes():
+    chosen = _fixture_tunes()
+    assert {t[1] for t in chosen} == set(tunes.MODE_SUFFIX)
+    for tokens in chosen + _random_tunes():
+        c_abc = tunes.tokens_to_abc(tokens)
+        expected = _notes(c_abc, letter_octave=True)
+        assert expected
+        for root, shift in zip(ROOTS, SHIFTS):
+            want = [(start, pitch + shift, duration) for start, pitch, duration in expected]
+            minimal = tunes.tokens_to_abc(tokens, key=root, courtesy=False)
+            assert _notes(minimal, letter_octave=True) == want, (root, minimal)
+            courteous = tunes.transpose_tune_abc(tokens, root)
+            assert _notes(courteous, letter_octave=True) == want, (root, courteous)
+            assert _notes(courteous, letter_octave=False) == want, (root, courteous)
