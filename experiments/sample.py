@@ -1,46 +1,69 @@
-"""Sample new tunes from a trained run as ABC.
+"""Sample new tunes from a trained run as ABC, MIDI or SVG.
 
 python -m experiments.sample --workdir=runs/tiny --num_tunes=10 --temperature=1.0 --seed=0 \
     --prefix="M:6/8 K:Cdor" --output=runs/tiny/tunes.abc
+python -m experiments.sample --workdir=runs/tiny --meter=6/8 --mode=dor --key=D --top_p=0.95 \
+    --valid_only --format=midi --output=runs/tiny/midi
 """
 
 import os
+import sys
 
 import jax
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax import runs, sample, tunes
+from folkrnn_jax import runs, sample, structure, tunes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
-flags.DEFINE_integer("num_tunes", 10, "How many tunes to sample.")
+flags.DEFINE_integer("num_tunes", 10, "How many tunes to sample (in chunks of --chunk_size).")
 flags.DEFINE_float("temperature", 1.0, "Softmax temperature.")
 flags.DEFINE_integer("seed", 0, "RNG seed: the same seed gives the same tunes.")
-flags.DEFINE_string("prefix", "", "Tokens every tune starts with, e.g. 'M:6/8 K:Cdor'.")
+flags.DEFINE_string("prefix", "", "Tokens every tune starts with, e.g. 'M:6/8 K:Cdor'; '*' is a "
+                    "position the model fills.")
+flags.DEFINE_string("meter", None, "Meter header, e.g. 6/8 (M:6/8 after <s>).")
+flags.DEFINE_string("mode", None, "Mode header: maj, min, dor or mix (K:Cmaj ... after <s>).")
+flags.DEFINE_string("key", None, "Write the tunes with this root (C, Db, D, ... B), keeping each "
+                    "tune's mode; default C.")
+flags.DEFINE_integer("top_k", 0, "Sample only among the k most probable tokens (0: off).")
+flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: the most probable tokens up to this mass (1: off).")
+flags.DEFINE_list("mask_tokens", [], "Tokens never to emit, comma-separated, e.g. '|:,:|'.")
+flags.DEFINE_bool("valid_only", False, "Keep sampling until --num_tunes tunes pass the structure checks.")
 flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> and the prefix.")
-flags.DEFINE_string("output", None, "ABC file to write (default: WORKDIR/samples.abc).")
+flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
+flags.DEFINE_enum("format", "abc", ["abc", "midi", "svg"], "abc: one file; midi: one .mid per tune "
+                  "in a folder; svg: abcm2ps engravings in a folder.")
+flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg) to write (default: "
+                    "WORKDIR/samples.abc, WORKDIR/samples_midi, WORKDIR/samples_svg).")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     del argv
+    if FLAGS.key is not None:
+        tunes.parse_root(FLAGS.key)  # a bad --key fails before sampling
     model, params, step = runs.load_run(FLAGS.workdir)
-    result = sample.sample_tunes(
-        model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, FLAGS.prefix,
-        FLAGS.temperature, FLAGS.max_length,
+
+    def progress(kept, sampled):
+        if FLAGS.num_tunes > FLAGS.chunk_size or FLAGS.valid_only:
+            print(f"sampled {sampled} tunes, kept {kept} of {FLAGS.num_tunes}", file=sys.stderr, flush=True)
+
+    many = sample.sample_many(
+        model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, chunk_size=FLAGS.chunk_size,
+        valid_only=FLAGS.valid_only, progress=progress, prefix=FLAGS.prefix,
+        temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
+        top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
     )
-    titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in range(FLAGS.num_tunes)]
-    text = tunes.tunes_to_abc([result.tokens(i) for i in range(FLAGS.num_tunes)], titles)
-    output = FLAGS.output or os.path.join(FLAGS.workdir, "samples.abc")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = output + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, output)
-    logging.info(
-        "wrote %d tunes to %s (%d reached max_length)", FLAGS.num_tunes, output, int(result.truncated.sum())
-    )
+    titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in many.indices]
+    default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
+    output = FLAGS.output or os.path.join(FLAGS.workdir, default)
+    written = tunes.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
+    passing = sum(structure.is_valid_tune(t) for t in many.tunes)
+    print(f"{passing} of {len(many.tunes)} tunes ({100.0 * passing / max(1, len(many.tunes)):.1f}%) "
+          f"pass the structure checks; {many.sampled} sampled", flush=True)
+    logging.info("wrote %d tunes to %s (%d files; %d reached max_length)", len(many.tunes), output,
+                 written, many.truncated)
 
 
 if __name__ == "__main__":

@@ -321,3 +321,60 @@ def sample_stream(
         yield np.asarray(token)
         if bool(jnp.all(done)):
             return
+
+
+@dataclasses.dataclass
+class ManyTunes:
+    """Tunes from ``sample_many``: the kept tunes (token lists) with their indices under the
+    seed, how many were sampled in all, and how many of the kept ones were truncated."""
+
+    tunes: list[list[str]]
+    indices: list[int]
+    sampled: int
+    truncated: int
+
+
+def sample_many(
+    model: FolkRNN,
+    params: Any,
+    key: Array,
+    num_tunes: int,
+    *,
+    chunk_size: int = 256,
+    valid_only: bool = False,
+    max_sampled: int | None = None,
+    progress: Any = None,
+    **options: Any,
+) -> ManyTunes:
+    """``num_tunes`` tunes sampled ``chunk_size`` at a time (every chunk the same batch shape,
+    so one compilation); tune i of the seed is the same whatever the chunk size. With
+    ``valid_only``, chunks are sampled until ``num_tunes`` tunes pass
+    ``structure.is_valid_tune`` (at most ``max_sampled``, default ``max(50 * num_tunes,
+    1024)``, are tried). ``progress(kept, sampled)`` is called after each chunk; ``options``
+    go to ``sample_tunes``."""
+    from folkrnn_jax import structure
+
+    batch = max(1, min(chunk_size, num_tunes))
+    limit = max_sampled or max(50 * num_tunes, 1024)
+    kept: list[list[str]] = []
+    indices: list[int] = []
+    truncated = sampled = 0
+    while len(kept) < num_tunes:
+        if sampled >= limit:
+            raise ValueError(
+                f"only {len(kept)} of {num_tunes} tunes passed the structure checks in {sampled} sampled"
+            )
+        result = sample_tunes(model, params, key, batch, offset=sampled, **options)
+        for i in range(batch):
+            if len(kept) == num_tunes or (not valid_only and sampled + i >= num_tunes):
+                break
+            tokens = result.tokens(i)
+            if valid_only and not structure.is_valid_tune(tokens):
+                continue
+            kept.append(tokens)
+            indices.append(sampled + i)
+            truncated += bool(result.truncated[i])
+        sampled += batch
+        if progress is not None:
+            progress(len(kept), sampled)
+    return ManyTunes(kept, indices, sampled, truncated)

@@ -14,6 +14,7 @@ the same notes.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Sequence
 
@@ -246,3 +247,35 @@ def tunes_to_abc(
         title = titles[i] if titles is not None else None
         parts.append(tokens_to_abc(tune, index=i + 1, title=title, key=key))
     return "\n".join(parts)
+
+
+def write_tunes(
+    tunes: Sequence[Sequence[str]],
+    titles: Sequence[str],
+    output: str,
+    fmt: str = "abc",
+    key: str | None = None,
+) -> int:
+    """Write tunes as one ABC file (``fmt="abc"``), one ``tune_NNN.mid`` per tune in the folder
+    ``output`` (``"midi"``, via abc2midi) or SVG engravings there (``"svg"``, via abcm2ps).
+    Returns the number of files written. A missing tool raises ``ToolMissingError``."""
+    from folkrnn_jax import abctools
+
+    abc_texts = [tokens_to_abc(t, index=i + 1, title=titles[i], key=key) for i, t in enumerate(tunes)]
+    if fmt == "abc":
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        tmp = output + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(tunes_to_abc(tunes, titles, key))
+        os.replace(tmp, output)
+        return 1
+    if fmt == "midi":
+        abctools.require("abc2midi")
+        os.makedirs(output, exist_ok=True)
+        for i, text in enumerate(abc_texts):
+            with open(os.path.join(output, f"tune_{i + 1:03d}.mid"), "wb") as f:
+                f.write(abctools.abc_to_midi(text))
+        return len(abc_texts)
+    if fmt == "svg":
+        return len(abctools.render_svg("\n".join(abc_texts), output, stem="tunes"))
+    raise ValueError(f"unknown output format {fmt!r}: abc, midi or svg")

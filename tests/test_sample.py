@@ -197,3 +197,62 @@ def test_stream_matches_batch(small_model):
     streamed = np.concatenate([np.full((2, 1), vocab.START_ID), np.stack(steps, axis=1)], axis=1)
     width = min(streamed.shape[1], result.ids.shape[1])
     np.testing.assert_array_equal(streamed[:, :width], result.ids[:, :width])
+
+
+def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
+    from folkrnn_jax import abctools
+
+    if not abctools.have("abc2midi"):
+        pytest.skip("abc2midi is not installed")
+    midi_dir = tmp_path / "midi"
+    result = _sample_cli(trained_run, midi_dir, "--format=midi", "--meter=6/8", "--mode=dor", "--key=D",
+                         "--top_k=20", "--top_p=0.95", "--mask_tokens=|:,:|", "--max_length=200")
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = sorted(p.name for p in midi_dir.iterdir())
+    assert files == [f"tune_{i:03d}.mid" for i in range(1, 7)]
+    assert all(abctools.midi_notes((midi_dir / f).read_bytes()) is not None for f in files)
+    assert "tunes (" in result.stdout and "pass the structure checks" in result.stdout
+    abc = tmp_path / "d.abc"
+    result = _sample_cli(trained_run, abc, "--meter=6/8", "--mode=dor", "--key=D", "--max_length=200",
+                         "--mask_tokens=|:,:|")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for block in abc.read_text().split("\n\n"):
+        lines = block.splitlines()
+        assert lines[2] == "M:6/8" and lines[4] == "K:Ddor"
+        assert "|:" not in block and ":|" not in block
+    if abctools.have("abcm2ps"):
+        result = _sample_cli(trained_run, tmp_path / "svg", "--format=svg", "--max_length=200")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert list((tmp_path / "svg").glob("*.svg"))
+
+
+def test_sample_cli_valid_only_in_chunks(trained_run, tmp_path):
+    import os
+
+    from folkrnn_jax import structure
+
+    # The briefly trained model rarely writes a whole valid tune, so force a valid tune as the
+    # prefix and leave room for two more tokens: some tunes stay valid, some do not.
+    excerpt = os.path.join(os.path.dirname(__file__), "fixtures", "data_v2_excerpt.txt")
+    blocks = [b.split() for b in open(excerpt).read().split("\n\n") if b.strip()]
+    prefix = min((b for b in blocks if structure.is_valid_tune(b)), key=len)
+    out = tmp_path / "v.abc"
+    args = ("--chunk_size=4", f"--max_length={len(prefix) + 3}", f"--prefix={' '.join(prefix)}")
+    result = _sample_cli(trained_run, out, "--valid_only", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "6 of 6 tunes (100.0%) pass the structure checks" in result.stdout
+    assert "sampled 4 tunes, kept" in result.stderr  # a progress line per chunk
+    assert len([b for b in out.read_text().split("\n\n") if b.strip()]) == 6
+    result = _sample_cli(trained_run, tmp_path / "all.abc", "--num_tunes=16", *args)
+    passing = int(result.stdout.split(" of 16 tunes")[0].split()[-1])
+    assert passing < 16  # without --valid_only, some tunes fail the checks
+
+
+def test_sample_many_chunks_match_one_batch(trained_run):
+    from folkrnn_jax import runs
+
+    model, params, _ = runs.load_run(trained_run)
+    key = jax.random.PRNGKey(9)
+    whole = sample.sample_tunes(model, params, key, 7, "M:4/4", max_length=120)
+    many = sample.sample_many(model, params, key, 7, chunk_size=3, prefix="M:4/4", max_length=120)
+    assert many.tunes == whole.all_tokens() and many.indices == list(range(7)) and many.sampled == 9
