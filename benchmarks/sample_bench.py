@@ -1,0 +1,177 @@
+"""Sampling throughput: folkrnn_jax's batched sampler against a PyTorch nn.LSTM step loop and
+one-tune-at-a-time numpy sampling, same process, interleaved rounds, medians.
+
+    python -m benchmarks.sample_bench [--batches=1,16,256 --steps=256 --rounds=5]
+
+The model is v2 size (3 x 512 LSTM, vocab 137), random weights, float32. Every tune runs a
+fixed ``--steps`` tokens (``</s>`` gets a -1e9 logit bias, so nothing stops early):
+
+* ours: ``sample.sample_tunes`` (while_loop over 16-step scan chunks, one jit);
+* torch: ``nn.LSTM(137, 512, 3)`` stepped one token at a time on one-hot input with
+  ``Linear(512, 137)`` + softmax + ``torch.multinomial``, under ``torch.inference_mode``;
+* numpy: the same LSTM written in numpy, one tune at a time (its tokens/s does not depend on
+  the batch, so it is timed on a few tunes each round).
+
+tokens/s = tunes x steps / wall time. torch is not a project dependency: imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from folkrnn_jax import sample, vocab
+from folkrnn_jax.model import FolkRNN
+
+flags.DEFINE_list("batches", ["1", "16", "256"], "Batch sizes (tunes sampled together).")
+flags.DEFINE_integer("steps", 256, "Tokens sampled per tune.")
+flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds.")
+flags.DEFINE_integer("numpy_tunes", 2, "Tunes the numpy sampler draws per round.")
+flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: torch's default).")
+FLAGS = flags.FLAGS
+
+H, L, V = 512, 3, vocab.VOCAB_SIZE
+
+
+def _weights(params):
+    """Per layer (w_in [in, 4H], w_hid [H, 4H], bias [4H]) in (i, f, g, o) order, and output."""
+    layers = [tuple(np.asarray(params[f"lstm_{j}_{n}"]) for n in ("w_in", "w_hid", "bias")) for j in range(L)]
+    return layers, np.asarray(params["output"]["kernel"]), np.asarray(params["output"]["bias"])
+
+
+def make_ours(model, params, batch, steps):
+    bias = np.zeros(V, np.float32)
+    bias[vocab.END_ID] = -1e9
+
+    def run(seed):
+        result = sample.sample_tunes(model, params, jax.random.PRNGKey(seed), batch, (), 1.0, steps + 1,
+                                     logit_bias=bias)
+        assert result.steps == steps + 1 and result.truncated.all()
+        return result.ids
+
+    return run
+
+
+def make_torch(params, batch, steps):
+    import torch
+
+    layers, w_out, b_out = _weights(params)
+    lstm = torch.nn.LSTM(V, H, L)
+    linear = torch.nn.Linear(H, V)
+    with torch.no_grad():
+        for j, (w_in, w_hid, b) in enumerate(layers):  # torch gate order is also (i, f, g, o)
+            getattr(lstm, f"weight_ih_l{j}").copy_(torch.from_numpy(w_in.T.copy()))
+            getattr(lstm, f"weight_hh_l{j}").copy_(torch.from_numpy(w_hid.T.copy()))
+            getattr(lstm, f"bias_ih_l{j}").copy_(torch.from_numpy(b))
+            getattr(lstm, f"bias_hh_l{j}").zero_()
+        linear.weight.copy_(torch.from_numpy(w_out.T.copy()))
+        linear.bias.copy_(torch.from_numpy(b_out))
+        linear.bias[vocab.END_ID] -= 1e9
+    eye = torch.eye(V)
+
+    def run(seed):
+        generator = torch.Generator().manual_seed(seed)
+        with torch.inference_mode():
+            token = torch.full((batch,), vocab.START_ID, dtype=torch.long)
+            state = None
+            out = torch.empty((batch, steps), dtype=torch.long)
+            for t in range(steps):
+                h, state = lstm(eye[token][None], state)
+                probs = torch.softmax(linear(h[0]), dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+                out[:, t] = token
+        return out
+
+    return run
+
+
+def make_numpy(params, steps):
+    layers, w_out, b_out = _weights(params)
+    b_out = b_out.copy()
+    b_out[vocab.END_ID] -= 1e9
+
+    def sigmoid(x):
+        return 1.0 / (1.0 + np.exp(-x))
+
+    def run(seed, tunes):
+        rng = np.random.default_rng(seed)
+        for _ in range(tunes):
+            c = [np.zeros(H, np.float32) for _ in range(L)]
+            h = [np.zeros(H, np.float32) for _ in range(L)]
+            token = vocab.START_ID
+            for _ in range(steps):
+                x = None
+                for j, (w_in, w_hid, b) in enumerate(layers):
+                    z = (w_in[token] if j == 0 else x @ w_in) + h[j] @ w_hid + b
+                    i, f, g, o = sigmoid(z[:H]), sigmoid(z[H:2 * H]), np.tanh(z[2 * H:3 * H]), sigmoid(z[3 * H:])
+                    c[j] = f * c[j] + i * g
+                    h[j] = o * np.tanh(c[j])
+                    x = h[j]
+                logits = x @ w_out + b_out
+                p = np.exp(logits - logits.max())
+                token = rng.choice(V, p=p / p.sum())
+
+    return run
+
+
+def machine() -> str:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name"))
+    except Exception:  # noqa: BLE001 - informational only
+        model = platform.processor() or "unknown"
+    return f"{model}, {os.cpu_count()} CPUs"
+
+
+def main(argv):
+    del argv
+    import torch
+
+    if FLAGS.torch_threads:
+        torch.set_num_threads(FLAGS.torch_threads)
+    steps = FLAGS.steps
+    batches = [int(b) for b in FLAGS.batches]
+    model = FolkRNN(num_layers=L, hidden_size=H, dropout_rate=0.0)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.int32))["params"]
+    runners = {}
+    for b in batches:
+        runners[("ours", b)] = make_ours(model, params, b, steps)
+        runners[("torch", b)] = make_torch(params, b, steps)
+    numpy_run = make_numpy(params, steps)
+    for name, runner in runners.items():  # compile / warm up
+        runner(0)
+    numpy_run(0, 1)
+    rates: dict = {k: [] for k in runners}
+    rates["numpy"] = []
+    for r in range(FLAGS.rounds):
+        for (name, b), runner in runners.items():
+            start = time.perf_counter()
+            jax.block_until_ready(runner(r + 1))
+            rates[(name, b)].append(b * steps / (time.perf_counter() - start))
+        start = time.perf_counter()
+        numpy_run(r + 1, FLAGS.numpy_tunes)
+        rates["numpy"].append(FLAGS.numpy_tunes * steps / (time.perf_counter() - start))
+        print(f"round {r + 1}: " + ", ".join(
+            f"{k if isinstance(k, str) else f'{k[0]}@{k[1]}'} {v[-1]:,.0f}" for k, v in rates.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"\nmachine: {machine()}; python {platform.python_version()}, jax {jax.__version__}, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}")
+    print(f"v2 3x512 random weights, {steps} tokens per tune, medians of {FLAGS.rounds} interleaved rounds\n")
+    print("| batch | ours tok/s | torch tok/s | numpy tok/s (1 tune at a time) | ours/torch | ours/numpy | ours/torch per round |")
+    print("|---|---|---|---|---|---|---|")
+    for b in batches:
+        per_round = ", ".join(f"{o / t:.2f}" for o, t in zip(rates[("ours", b)], rates[("torch", b)]))
+        print(f"| {b} | {med[('ours', b)]:,.0f} | {med[('torch', b)]:,.0f} | {med['numpy']:,.0f} | "
+              f"{med[('ours', b)] / med[('torch', b)]:.2f} | {med[('ours', b)] / med['numpy']:.1f} | {per_round} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
