@@ -21,7 +21,8 @@ flags.DEFINE_integer("num_tunes", 10, "How many tunes to sample (in chunks of --
 flags.DEFINE_float("temperature", 1.0, "Softmax temperature.")
 flags.DEFINE_integer("seed", 0, "RNG seed: the same seed gives the same tunes.")
 flags.DEFINE_string("prefix", "", "Tokens every tune starts with, e.g. 'M:6/8 K:Cdor'; '*' is a "
-                    "position the model fills.")
+                    "position the model fills. ABC text such as 'M:6/8 K:Dmix |: A>B c2' is also "
+                    "accepted (converted to v2 tokens, transposed to C).")
 flags.DEFINE_string("meter", None, "Meter header, e.g. 6/8 (M:6/8 after <s>).")
 flags.DEFINE_string("mode", None, "Mode header: maj, min, dor or mix (K:Cmaj ... after <s>).")
 flags.DEFINE_string("key", None, "Write the tunes with this root (C, Db, D, ... B), keeping each "
@@ -32,6 +33,8 @@ flags.DEFINE_list("mask_tokens", [], "Tokens never to emit, comma-separated, e.g
 flags.DEFINE_bool("valid_only", False, "Keep sampling until --num_tunes tunes pass the structure checks.")
 flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> and the prefix.")
 flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
+flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "
+                  "'TUNE:TOKEN' for every tune still running); all tunes in one batch.")
 flags.DEFINE_enum("format", "abc", ["abc", "midi", "svg"], "abc: one file; midi: one .mid per tune "
                   "in a folder; svg: abcm2ps engravings in a folder.")
 flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg) to write (default: "
@@ -49,12 +52,22 @@ def main(argv):
         if FLAGS.num_tunes > FLAGS.chunk_size or FLAGS.valid_only:
             print(f"sampled {sampled} tunes, kept {kept} of {FLAGS.num_tunes}", file=sys.stderr, flush=True)
 
-    many = sample.sample_many(
-        model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, chunk_size=FLAGS.chunk_size,
-        valid_only=FLAGS.valid_only, progress=progress, prefix=FLAGS.prefix,
-        temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
-        top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
-    )
+    if FLAGS.stream:
+        if FLAGS.valid_only:
+            raise ValueError("--stream and --valid_only cannot be combined")
+        many = sample.stream_many(
+            model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes,
+            on_step=lambda line: print(line, flush=True), prefix=FLAGS.prefix,
+            temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
+            top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
+        )
+    else:
+        many = sample.sample_many(
+            model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, chunk_size=FLAGS.chunk_size,
+            valid_only=FLAGS.valid_only, progress=progress, prefix=FLAGS.prefix,
+            temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
+            top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
+        )
     titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in many.indices]
     default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
     output = FLAGS.output or os.path.join(FLAGS.workdir, default)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -58,11 +59,52 @@ class SampledTunes:
         return [self.tokens(i) for i in range(len(self.ids))]
 
 
+_ABC_FIELD = re.compile(r"^([A-Za-z]):(\S+)$")
+
+
+def abc_prefix(text: str) -> list[str]:
+    """v2 tokens of an ABC fragment such as ``"M:6/8 K:Dmix |: A>B c2"`` (fields inline or on
+    their own lines, then music), converted by ``folkrnn_jax.abc.convert_tune``: transposed to
+    C keeping the mode, durations relative to ``L:1/8``. Without ``M:`` the fragment is read
+    in 4/4 and without ``K:`` in C major, and that header token is left out so that the model
+    chooses it. Raises ``ValueError`` with the converter's reason when it cannot convert."""
+    from folkrnn_jax import abc
+
+    words = text.split()
+    fields: dict[str, str] = {}
+    position = 0
+    while position < len(words) and _ABC_FIELD.match(words[position]):
+        name, value = _ABC_FIELD.match(words[position]).groups()
+        fields[name.upper()] = value
+        position += 1
+    music = " ".join(words[position:])
+    lines = ["X:1", "M:" + fields.get("M", "4/4")]
+    if "L" in fields:
+        lines.append("L:" + fields["L"])
+    lines += ["K:" + fields.get("K", "C"), music]
+    result = abc.convert_tune("\n".join(lines) + "\n", where="ABC prefix")
+    if not result.ok:
+        raise ValueError(f"ABC prefix {text!r} cannot be converted: {result.reason}: {result.detail}")
+    tokens = list(result.tokens)
+    return [t for t in tokens if not ((t.startswith("M:") and "M" not in fields)
+                                      or (t.startswith("K:") and "K" not in fields))]
+
+
 def parse_prefix(prefix: str | Sequence[str], where: str = "--prefix") -> list[str]:
     """Prefix tokens, always starting with ``<s>``; unknown tokens raise an error naming them.
-    ``*`` is allowed: a wildcard position that the model fills."""
+    ``*`` is allowed: a wildcard position that the model fills. A string that is not v2 tokens
+    but converts as ABC (``"M:6/8 K:Dmix |: A>B c2"``, see ``abc_prefix``) is accepted as
+    that ABC; when it does not convert either, the error names the unknown v2 token."""
     tokens = prefix.split() if isinstance(prefix, str) else list(prefix)
-    vocab.encode([t for t in tokens if t != WILDCARD], where)
+    try:
+        vocab.encode([t for t in tokens if t != WILDCARD], where)
+    except vocab.UnknownTokenError as error:
+        if not isinstance(prefix, str) or WILDCARD in tokens:
+            raise
+        try:
+            tokens = abc_prefix(prefix)
+        except Exception:  # noqa: BLE001 - not ABC either: report the unknown v2 token
+            raise error from None
     if not tokens or tokens[0] != vocab.START:
         tokens = [vocab.START] + tokens
     return tokens
@@ -378,3 +420,23 @@ def sample_many(
         if progress is not None:
             progress(len(kept), sampled)
     return ManyTunes(kept, indices, sampled, truncated)
+
+
+def stream_many(
+    model: FolkRNN, params: Any, key: Array, num_tunes: int, *, on_step: Any = None, **options: Any
+) -> ManyTunes:
+    """``sample_stream`` for ``num_tunes`` tunes in one batch, collected as ``ManyTunes`` (the
+    same tunes as ``sample_tunes`` draws). ``on_step(line)`` gets, at every step, a line
+    ``"TUNE:TOKEN ..."`` (tunes numbered from 1) with the token of every tune still running."""
+    rows = [[vocab.START_ID] for _ in range(num_tunes)]
+    ended = np.zeros((num_tunes,), bool)
+    for ids in sample_stream(model, params, key, num_tunes, **options):
+        running = np.flatnonzero(~ended)
+        for i in running:
+            rows[i].append(int(ids[i]))
+        ended |= ids == vocab.END_ID
+        if on_step is not None:
+            on_step(" ".join(f"{i + 1}:{vocab.TOKENS[ids[i]]}" for i in running))
+    tunes = [vocab.decode(r) for r in rows]
+    truncated = int(sum(t[-1] != vocab.END for t in tunes))
+    return ManyTunes(tunes, list(range(num_tunes)), num_tunes, truncated)

@@ -189,6 +189,18 @@ def test_prefixes_of_different_lengths_and_wildcards(small_model):
     assert len(fills) > 1 and all(t[4] == "c" for t in wild.all_tokens() if len(t) > 4)
 
 
+def test_abc_text_prefix_is_converted(small_model):
+    assert sample.parse_prefix("M:6/8 K:Dmix |: A>B c2") == ["<s>", "M:6/8", "K:Cmix", "|:", "G", ">", "A", "B", "2"]
+    assert sample.parse_prefix("K:G GAB") == ["<s>", "K:Cmaj", "c", "d", "e"]  # no M: given: none forced
+    assert sample.parse_prefix("M:6/8 K:Cdor G") == ["<s>", "M:6/8", "K:Cdor", "G"]  # v2 tokens stay v2
+    with pytest.raises(vocab.UnknownTokenError, match="K:Cfoo"):
+        sample.parse_prefix("M:6/8 K:Cfoo")
+    model, params = small_model
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:3/4 K:Ador A2 B2 c2", max_length=40)
+    for tokens in result.all_tokens():
+        assert tokens[:9] == ["<s>", "M:3/4", "K:Cdor", "c", "2", "d", "2", "e", "2"]
+
+
 def test_stream_matches_batch(small_model):
     model, params = small_model
     kwargs = dict(max_length=70, top_k=20, token_mask=["z"], prefixes=["M:4/4 * c", "K:Cmin"])
@@ -197,6 +209,16 @@ def test_stream_matches_batch(small_model):
     streamed = np.concatenate([np.full((2, 1), vocab.START_ID), np.stack(steps, axis=1)], axis=1)
     width = min(streamed.shape[1], result.ids.shape[1])
     np.testing.assert_array_equal(streamed[:, :width], result.ids[:, :width])
+
+
+def test_stream_many_lines_and_tunes(small_model):
+    model, params = small_model
+    lines = []
+    many = sample.stream_many(model, params, jax.random.PRNGKey(8), 3, on_step=lines.append,
+                              prefix="M:4/4", max_length=50)
+    assert many.tunes == sample.sample_tunes(model, params, jax.random.PRNGKey(8), 3, "M:4/4", max_length=50).all_tokens()
+    assert lines[0] == "1:M:4/4 2:M:4/4 3:M:4/4"
+    assert len(lines) == max(len(t) for t in many.tunes) - 1
 
 
 def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
