@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from fractions import Fraction
 from typing import Sequence
 
 from folkrnn_jax import vocab
@@ -258,7 +259,8 @@ def write_tunes(
 ) -> int:
     """Write tunes as one ABC file (``fmt="abc"``), one ``tune_NNN.mid`` per tune in the folder
     ``output`` (``"midi"``, via abc2midi) or SVG engravings there (``"svg"``, via abcm2ps).
-    Returns the number of files written. A missing tool raises ``ToolMissingError``."""
+    Without abc2midi, MIDI files come from ``tokens_to_midi`` (mido). Returns the number of
+    files written. A missing abcm2ps (svg) raises ``ToolMissingError``."""
     from folkrnn_jax import abctools
 
     abc_texts = [tokens_to_abc(t, index=i + 1, title=titles[i], key=key) for i, t in enumerate(tunes)]
@@ -270,12 +272,123 @@ def write_tunes(
         os.replace(tmp, output)
         return 1
     if fmt == "midi":
-        abctools.require("abc2midi")
+        use_abc2midi = abctools.have("abc2midi")
         os.makedirs(output, exist_ok=True)
         for i, text in enumerate(abc_texts):
+            data = abctools.abc_to_midi(text) if use_abc2midi else tokens_to_midi(tunes[i], key=key)
             with open(os.path.join(output, f"tune_{i + 1:03d}.mid"), "wb") as f:
-                f.write(abctools.abc_to_midi(text))
+                f.write(data)
         return len(abc_texts)
     if fmt == "svg":
         return len(abctools.render_svg("\n".join(abc_texts), output, stem="tunes"))
     raise ValueError(f"unknown output format {fmt!r}: abc, midi or svg")
+
+
+# ---------------------------------------------------------------------------------------------
+# MIDI without abc2midi.
+
+TICKS_PER_EIGHTH = 240  # abc2midi's resolution: 480 ticks per quarter note
+
+
+def tune_notes(tokens: Sequence[str], key: str | None = None) -> list[tuple[Fraction, int, Fraction]]:
+    """The notes of a v2 tune as ``(start, MIDI pitch, duration)`` in eighth notes, played
+    once through (repeats are not expanded), transposed to the root ``key`` (None: C).
+    Durations follow ``structure``'s reading of v2 tokens (duration tokens, broken rhythm,
+    tuplets, chords); accidentals hold to the end of the bar for that letter and octave."""
+    from folkrnn_jax import structure
+
+    meter, mode, body = split_tune(tokens)
+    mode = mode or "K:Cmaj"
+    shift = parse_root(spell_root(key, mode))[1] if key else 0
+    signature = key_signature("C", mode)
+    bar: dict[int, int] = {}
+    notes: list[list] = []  # [start, pitch or None (rest), duration]
+    now = Fraction(0)
+    group: list[list] = []  # the last note, or the notes of the last chord
+    in_chord = False
+    next_factor = Fraction(1)  # from a broken rhythm: applies to the next note
+    tuplet: list = []  # [notes left, factor]
+
+    def advance():
+        nonlocal now
+        if group:
+            now = group[0][0] + group[0][2]
+
+    for token in body:
+        if token in vocab.BAR_TOKENS:
+            bar.clear()
+        elif token in MODE_FIFTHS:
+            mode, signature = token, key_signature("C", token)
+        elif token == "[":
+            in_chord, group = True, []
+        elif token == "]":
+            in_chord = False
+            if tuplet:
+                tuplet[0] -= 1
+            advance()
+        elif structure.is_note(token):
+            factor = next_factor * (tuplet[1] if tuplet else 1)
+            next_factor = Fraction(1)
+            pitch = None
+            if token != "z":
+                accidental, letter, marks = _NOTE.match(token).groups()
+                position = _note_position(letter, marks)
+                if accidental:
+                    bar[position] = ACCIDENTALS[accidental]
+                pitch = _pitch(position, bar.get(position, signature[LETTERS[position % 7]])) + shift
+            note = [now, pitch, factor]
+            notes.append(note)
+            if in_chord:
+                group.append(note)
+            else:
+                group = [note]
+                if tuplet:
+                    tuplet[0] -= 1
+                advance()
+            if tuplet and tuplet[0] <= 0:
+                tuplet = []
+        elif structure.parse_duration(token) is not None or structure.parse_broken(token) is not None:
+            broken = structure.parse_broken(token)
+            length = broken[0] if broken else structure.parse_duration(token)
+            if not group:
+                continue
+            if broken:
+                length *= BROKEN_FACTORS[broken[1]][0]
+                next_factor = BROKEN_FACTORS[broken[1]][1]
+            for note in group:
+                note[2] *= length
+            advance()
+        elif structure.tuplet_ratio(token, meter) is not None:
+            p, q = structure.tuplet_ratio(token, meter)
+            tuplet = [p, Fraction(q, p)]
+    return [(start, pitch, duration) for start, pitch, duration in notes if pitch is not None]
+
+
+BROKEN_FACTORS = {">": (Fraction(3, 2), Fraction(1, 2)), "<": (Fraction(1, 2), Fraction(3, 2))}
+
+
+def tokens_to_midi(tokens: Sequence[str], key: str | None = None, tempo_bpm: int = 120) -> bytes:
+    """A one-track MIDI file (mido) of ``tune_notes``: 480 ticks per quarter note, velocity 80;
+    the fallback for ``--format=midi`` when abc2midi is not installed."""
+    import io
+
+    import mido
+
+    events = []
+    for start, pitch, duration in tune_notes(tokens, key):
+        on = int(start * TICKS_PER_EIGHTH)
+        events.append((on + int(duration * TICKS_PER_EIGHTH), 0, pitch))  # note-offs first at a tick
+        events.append((on, 1, pitch))
+    events.sort()
+    midi = mido.MidiFile(ticks_per_beat=2 * TICKS_PER_EIGHTH)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
+    last = 0
+    for tick, kind, pitch in events:
+        track.append(mido.Message("note_on" if kind else "note_off", note=pitch, velocity=80 if kind else 0,
+                                  time=tick - last))
+        last = tick
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()

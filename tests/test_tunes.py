@@ -84,3 +84,33 @@ def test_transposed_midi_is_shifted_c_tune_for_all_roots_and_modes():
             courteous = tunes.transpose_tune_abc(tokens, root)
             assert _notes(courteous, letter_octave=True) == want, (root, courteous)
             assert _notes(courteous, letter_octave=False) == want, (root, courteous)
+
+
+@needs_abc2midi
+def test_mido_fallback_plays_the_notes_abc2midi_plays():
+    with open(fixture_path("data_v2_excerpt.txt")) as f:
+        blocks = [b.split() for b in f.read().split("\n\n") if b.strip()]
+    plain = []  # each mode's tunes up to their first repeat (abc2midi would play repeats twice)
+    for mode in tunes.MODE_SUFFIX:
+        for b in [b for b in blocks if mode in b[:2]][:2]:
+            b = ["|" if t == "|:" else t for t in b]
+            cut = [i for i, t in enumerate(b) if t in (":|", "|1", "|2")]
+            plain.append(b[: cut[0]] if cut else b)
+    plain.append("<s> M:6/8 K:Cmin c > d (3 e f g [ c e ] 2 | ^F F f z /2 B /2 B 2 |".split())
+    assert {t[1] for t in plain[:-1]} == set(tunes.MODE_SUFFIX) and all(len(t) > 12 for t in plain)
+    for tokens in plain:
+        for root in ("C", "A", "Eb"):
+            ours = abctools.midi_notes(tunes.tokens_to_midi(tokens, key=root))
+            theirs = abctools.midi_notes(abctools.abc_to_midi(tunes.tokens_to_abc(tokens, key=root)))
+            assert [p for _, p, _ in ours] == [p for _, p, _ in theirs], root
+            # abc2midi starts notes one tick late and staggers chord notes by a few ticks.
+            assert all(abs(a[0] - b[0]) <= 12 and abs(a[2] - b[2]) <= 12 for a, b in zip(ours, theirs))
+
+
+def test_write_tunes_midi_without_abc2midi(tmp_path, monkeypatch):
+    monkeypatch.setattr(abctools, "have", lambda tool: False)
+    tokens = "<s> M:4/4 K:Cmaj c 2 d e | f g a b |".split()
+    assert tunes.write_tunes([tokens, tokens], ["a", "b"], str(tmp_path / "m"), "midi", key="G") == 2
+    notes = abctools.midi_notes((tmp_path / "m" / "tune_001.mid").read_bytes())
+    assert [p for _, p, _ in notes] == [67, 69, 71, 72, 74, 76, 78]
+    assert notes[0][2] == 2 * tunes.TICKS_PER_EIGHTH
