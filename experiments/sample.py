@@ -13,7 +13,7 @@ import jax
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax import runs, sample, structure, tunes
+from folkrnn_jax import abctools, runs, sample, structure, tunes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
@@ -36,7 +36,8 @@ flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
 flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "
                   "'TUNE:TOKEN' for every tune still running); all tunes in one batch.")
 flags.DEFINE_enum("format", "abc", ["abc", "midi", "svg"], "abc: one file; midi: one .mid per tune "
-                  "in a folder; svg: abcm2ps engravings in a folder.")
+                  "in a folder (abc2midi, or mido when abc2midi is missing); svg: abcm2ps "
+                  "engravings in a folder.")
 flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg) to write (default: "
                     "WORKDIR/samples.abc, WORKDIR/samples_midi, WORKDIR/samples_svg).")
 flags.mark_flags_as_required(["workdir"])
@@ -46,6 +47,8 @@ def main(argv):
     del argv
     if FLAGS.key is not None:
         tunes.parse_root(FLAGS.key)  # a bad --key fails before sampling
+    if FLAGS.format == "svg":
+        abctools.require("abcm2ps")  # so does a missing abcm2ps
     model, params, step = runs.load_run(FLAGS.workdir)
 
     def progress(kept, sampled):

@@ -278,3 +278,17 @@ def test_sample_many_chunks_match_one_batch(trained_run):
     whole = sample.sample_tunes(model, params, key, 7, "M:4/4", max_length=120)
     many = sample.sample_many(model, params, key, 7, chunk_size=3, prefix="M:4/4", max_length=120)
     assert many.tunes == whole.all_tokens() and many.indices == list(range(7)) and many.sampled == 9
+
+
+def test_sample_cli_stream_and_missing_abcm2ps(trained_run, tmp_path, monkeypatch):
+    result = _sample_cli(trained_run, tmp_path / "s.abc", "--stream", "--num_tunes=2", "--meter=6/8",
+                         "--max_length=30")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line[:2] in ("1:", "2:")]
+    assert lines[0] == "1:M:6/8 2:M:6/8" and 2 <= len(lines) <= 29
+    assert len([b for b in (tmp_path / "s.abc").read_text().split("\n\n") if b.strip()]) == 2
+    monkeypatch.setenv("PATH", str(tmp_path))  # no abcm2ps on PATH
+    result = _sample_cli(trained_run, tmp_path / "svg", "--format=svg", "--max_length=30")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "abcm2ps is not installed" in errors[0]
