@@ -8,6 +8,7 @@ python -m experiments.sample --workdir=runs/tiny --meter=6/8 --mode=dor --key=D 
 
 import os
 import sys
+import time
 
 import jax
 from absl import flags, logging
@@ -51,9 +52,16 @@ def main(argv):
         abctools.require("abcm2ps")  # so does a missing abcm2ps
     model, params, step = runs.load_run(FLAGS.workdir)
 
+    started = time.time()
+
     def progress(kept, sampled):
         if FLAGS.num_tunes > FLAGS.chunk_size or FLAGS.valid_only:
-            print(f"sampled {sampled} tunes, kept {kept} of {FLAGS.num_tunes}", file=sys.stderr, flush=True)
+            seconds = time.time() - started
+            done = kept / FLAGS.num_tunes
+            bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
+            eta = f", about {seconds * (1 - done) / done:.0f} s left" if 0 < done < 1 else ""
+            print(f"[{bar}] sampled {sampled} tunes, kept {kept} of {FLAGS.num_tunes} "
+                  f"({sampled / max(seconds, 1e-9):.0f} tunes/s{eta})", file=sys.stderr, flush=True)
 
     if FLAGS.stream:
         if FLAGS.valid_only:
