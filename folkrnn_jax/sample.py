@@ -187,11 +187,15 @@ def _step(model, variables, keys, prefix, prefix_len, temperature, top_p, bias, 
     if bias is not None:
         logits = logits + bias
     logits = truncate_logits(logits, top_k, top_p)
-    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, position)
+    if jnp.ndim(position) == 0:
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, position)
+        forced_token = jax.lax.dynamic_index_in_dim(
+            prefix, jnp.minimum(position, prefix.shape[1] - 1), axis=1, keepdims=False
+        )
+    else:  # one position per tune (refill sampling)
+        step_keys = jax.vmap(jax.random.fold_in)(keys, position)
+        forced_token = jnp.take_along_axis(prefix, jnp.minimum(position, prefix.shape[1] - 1)[:, None], axis=1)[:, 0]
     sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
-    forced_token = jax.lax.dynamic_index_in_dim(
-        prefix, jnp.minimum(position, prefix.shape[1] - 1), axis=1, keepdims=False
-    )
     forced = (position < prefix_len) & (forced_token != WILDCARD_ID)
     next_token = jnp.where(forced, forced_token, sampled)
     next_token = jnp.where(done, vocab.END_ID, next_token)
@@ -235,6 +239,49 @@ def _sample_loop(
     state = (jnp.asarray(start, jnp.int32), prefix[:, start - 1], carry, out, done)
     steps, _, _, out, _ = jax.lax.while_loop(cond, body, state)
     return out[:, :max_length], jnp.minimum(steps, max_length)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "slots", "top_k", "chunk"))
+def _refill_loop(
+    model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
+    top_p: Array | None, bias: Array | None, max_length: int, slots: int, top_k: int, chunk: int = CHUNK,
+):
+    """``len(keys)`` tunes through ``slots`` batch rows: a row whose tune ends (``</s>`` or
+    ``max_length``) starts the next unsampled tune at the next step (state reset, position 1).
+    Tune i still uses the keys ``fold_in(keys[i], position)`` and its own prefix, so it is the
+    same tune as ``_sample_loop`` draws. Returns the ids [tunes, max_length] and the steps run."""
+    num_tunes = keys.shape[0]
+    variables = {"params": params}
+    initial = model.apply(variables, slots, method=FolkRNN.initial_carry)
+    out = jnp.full((num_tunes + 1, max_length), vocab.END_ID, jnp.int32).at[:, 0].set(vocab.START_ID)
+    first = jnp.arange(slots, dtype=jnp.int32)
+    tune = jnp.where(first < num_tunes, first, num_tunes)  # num_tunes: an idle row
+    step = functools.partial(_step, model, variables)
+
+    def one(state, _):
+        tune, position, token, carry, out, next_tune, steps = state
+        active = tune < num_tunes
+        row = jnp.minimum(tune, num_tunes - 1)
+        new_token, carry, _ = step(keys[row], prefix[row], prefix_len[row], temperature, top_p, bias,
+                                   top_k, position, token, carry, ~active)
+        out = out.at[tune, position].set(new_token)  # idle rows write to the spare last row
+        ended = active & ((new_token == vocab.END_ID) | (position + 1 >= max_length))
+        new_tune = next_tune + jnp.cumsum(ended) - 1
+        tune = jnp.where(ended, jnp.where(new_tune < num_tunes, new_tune, num_tunes), tune)
+        next_tune = jnp.minimum(next_tune + jnp.sum(ended), num_tunes)
+        carry = jax.tree_util.tree_map(lambda c, c0: jnp.where(ended[:, None], c0, c), carry, initial)
+        token = jnp.where(ended, vocab.START_ID, new_token)
+        position = jnp.where(ended, 1, jnp.where(active, position + 1, position))
+        return (tune, position, token, carry, out, next_tune, steps + 1), None
+
+    def body(state):
+        state, _ = jax.lax.scan(one, state, None, length=chunk)
+        return state
+
+    state = (tune, jnp.ones((slots,), jnp.int32), jnp.full((slots,), vocab.START_ID, jnp.int32), initial,
+             out, jnp.int32(min(slots, num_tunes)), jnp.int32(0))
+    state = jax.lax.while_loop(lambda s: jnp.any(s[0] < num_tunes), body, state)
+    return state[4][:num_tunes], state[6]
 
 
 @dataclasses.dataclass
@@ -306,13 +353,24 @@ def sample_tunes(
     mode: str | None = None,
     offset: int = 0,
     chunk: int = CHUNK,
+    slots: int | None = None,
 ) -> SampledTunes:
     """Sample ``num_tunes`` tunes continuing ``prefix`` (e.g. ``"M:6/8 K:Cdor"``, ``*`` for
     positions the model fills) or one prefix per tune (``prefixes``), each ending at ``</s>``
     or at ``max_length`` tokens (counting ``<s>`` and the prefix). ``offset`` numbers the
-    tunes from there (tune ``offset + i`` of the seed), for sampling in chunks."""
+    tunes from there (tune ``offset + i`` of the seed), for sampling in chunks.
+
+    With ``slots`` < ``num_tunes``, the tunes go through ``slots`` batch rows and a row starts
+    the next tune as soon as its tune ends (continuous batching: no row waits for the longest
+    tune of a batch); the tunes are the same, ``steps`` is then the total number of steps."""
     batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
     temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
+    if slots is not None and slots < num_tunes:
+        out, steps = _refill_loop(
+            model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
+            jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, int(slots), top_k, chunk,
+        )
+        return _result(np.asarray(out), int(steps), max_length)
     out, steps = _sample_loop(
         model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
         jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, batch.start, top_k, chunk,
@@ -383,20 +441,25 @@ def sample_many(
     num_tunes: int,
     *,
     chunk_size: int = 256,
+    chunks_per_round: int = 8,
     valid_only: bool = False,
     max_sampled: int | None = None,
     progress: Any = None,
     **options: Any,
 ) -> ManyTunes:
-    """``num_tunes`` tunes sampled ``chunk_size`` at a time (every chunk the same batch shape,
-    so one compilation); tune i of the seed is the same whatever the chunk size. With
-    ``valid_only``, chunks are sampled until ``num_tunes`` tunes pass
-    ``structure.is_valid_tune`` (at most ``max_sampled``, default ``max(50 * num_tunes,
-    1024)``, are tried). ``progress(kept, sampled)`` is called after each chunk; ``options``
+    """``num_tunes`` tunes in rounds of ``chunk_size * chunks_per_round`` tunes (every round
+    the same shape, so one compilation), each round through ``chunk_size`` batch rows with
+    continuous batching (``sample_tunes(..., slots=chunk_size)``); tune i of the seed is the
+    same whatever the sizes. With ``valid_only``, rounds are sampled until ``num_tunes`` tunes
+    pass ``structure.is_valid_tune`` (at most ``max_sampled``, default ``max(50 * num_tunes,
+    1024)``, are tried). ``progress(kept, sampled)`` is called after each round; ``options``
     go to ``sample_tunes``."""
     from folkrnn_jax import structure
 
-    batch = max(1, min(chunk_size, num_tunes))
+    slots = max(1, chunk_size)
+    batch = slots * max(1, chunks_per_round)
+    if not valid_only:
+        batch = min(batch, num_tunes)
     limit = max_sampled or max(50 * num_tunes, 1024)
     kept: list[list[str]] = []
     indices: list[int] = []
@@ -406,7 +469,7 @@ def sample_many(
             raise ValueError(
                 f"only {len(kept)} of {num_tunes} tunes passed the structure checks in {sampled} sampled"
             )
-        result = sample_tunes(model, params, key, batch, offset=sampled, **options)
+        result = sample_tunes(model, params, key, batch, offset=sampled, slots=slots, **options)
         for i in range(batch):
             if len(kept) == num_tunes or (not valid_only and sampled + i >= num_tunes):
                 break

@@ -184,6 +184,12 @@ def test_prefixes_of_different_lengths_and_wildcards(small_model):
     # Each tune is the one it would be alone in the batch (same seed, same index).
     alone = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 2, prefixes=prefixes[:2], max_length=80)
     np.testing.assert_array_equal(alone.ids, result.ids[:2])
+    # Continuous batching through 3 rows draws the same tunes, truncated ones included.
+    refill = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80,
+                                 slots=3, top_k=40)
+    whole = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80, top_k=40)
+    np.testing.assert_array_equal(refill.ids, whole.ids)
+    np.testing.assert_array_equal(refill.truncated, whole.truncated)
     wild = sample.sample_tunes(model, params, jax.random.PRNGKey(6), 6, "M:4/4 * * c", max_length=40)
     fills = {tuple(t[2:4]) for t in wild.all_tokens()}
     assert len(fills) > 1 and all(t[4] == "c" for t in wild.all_tokens() if len(t) > 4)
@@ -263,7 +269,7 @@ def test_sample_cli_valid_only_in_chunks(trained_run, tmp_path):
     result = _sample_cli(trained_run, out, "--valid_only", *args)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "6 of 6 tunes (100.0%) pass the structure checks" in result.stdout
-    assert "sampled 4 tunes, kept" in result.stderr  # a progress line per chunk
+    assert "sampled 32 tunes, kept" in result.stderr  # a progress line per round of 8 chunks
     assert len([b for b in out.read_text().split("\n\n") if b.strip()]) == 6
     result = _sample_cli(trained_run, tmp_path / "all.abc", "--num_tunes=16", *args)
     passing = int(result.stdout.split(" of 16 tunes")[0].split()[-1])
@@ -276,8 +282,16 @@ def test_sample_many_chunks_match_one_batch(trained_run):
     model, params, _ = runs.load_run(trained_run)
     key = jax.random.PRNGKey(9)
     whole = sample.sample_tunes(model, params, key, 7, "M:4/4", max_length=120)
-    many = sample.sample_many(model, params, key, 7, chunk_size=3, prefix="M:4/4", max_length=120)
+    many = sample.sample_many(model, params, key, 7, chunk_size=3, chunks_per_round=1, prefix="M:4/4",
+                              max_length=120)
     assert many.tunes == whole.all_tokens() and many.indices == list(range(7)) and many.sampled == 9
+    # Continuous batching: 7 tunes through 2 rows, the same tunes; and rounds of 2 x 2 tunes.
+    refill = sample.sample_tunes(model, params, key, 7, "M:4/4", max_length=120, slots=2)
+    np.testing.assert_array_equal(refill.ids, whole.ids)
+    assert refill.steps >= sum(whole.lengths - 1) / 2
+    rounds = sample.sample_many(model, params, key, 7, chunk_size=2, chunks_per_round=2, prefix="M:4/4",
+                                max_length=120)
+    assert rounds.tunes == whole.all_tokens() and rounds.sampled == 8
 
 
 def test_sample_cli_stream_and_missing_abcm2ps(trained_run, tmp_path, monkeypatch):
