@@ -16,8 +16,17 @@ i, whatever the batch. Options:
 * early stop when all tunes have ended, ``steps`` reported; ``truncated`` marks tunes that
   reached ``max_length`` without ``</s>``.
 
+* prefixes may also be ABC text (``"M:6/8 K:Dmix |: A>B c2"``), converted by
+  ``folkrnn_jax.abc`` (``abc_prefix``);
+* ``slots``: continuous batching for many tunes: ``slots`` batch rows, each starting the next
+  tune as soon as its tune ends (``_refill_loop``; the same tunes, no row idles until the
+  longest tune of a batch ends). ``sample_many`` uses it in rounds, with a progress callback
+  and ``valid_only``.
+
 ``sample_stream`` yields the tokens step by step (host loop over one jitted step) for
-interactive use; it draws the same tokens as ``sample_tunes`` for the same arguments.
+interactive use, as the folkrnn.org web app streamed them; it draws the same tokens as
+``sample_tunes`` for the same arguments. ``stream_many`` collects them with a per-step line
+callback (the CLI's ``--stream``).
 """
 
 from __future__ import annotations
