@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from folkrnn_jax import checkpoints, data, runs, sample, structure, vocab
+from folkrnn_jax import checkpoints, data, plots, runs, sample, structure, vocab
 from folkrnn_jax.model import FolkRNN
 
 BAR_IDS = np.asarray([vocab.TOKEN_TO_ID[t] for t in vocab.BAR_TOKENS])
@@ -39,22 +39,6 @@ def enharmonic_pairs() -> list[tuple[str, str]]:
     """Pairs of tokens naming the same pitch (in C major / no key signature) that are both
     in the vocabulary, e.g. ``^f``/``_g``, ``_C``/``B,`` ... and natural-sign twins ``=c``/``c``."""
     return [(a, b) for a, b in ENHARMONIC_CANDIDATES if a in vocab.TOKEN_TO_ID and b in vocab.TOKEN_TO_ID]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=70)
-    _plt().close(fig)
-    return path
 
 
 def _write_json(obj: Any, path: str) -> str:
@@ -111,7 +95,7 @@ def run_record(workdir: str, output: str, seed: int = 0) -> list[str]:
     tokens = sample_one(model, params, seed)
     rec = record(model, params, tokens)
     paths = [save_record(os.path.join(output, "record.npz"), rec, tokens)]
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(model.num_layers, 1, figsize=(10, 2.2 * model.num_layers), squeeze=False)
     for j in range(model.num_layers):
         h = rec[f"layer_{j}/h"]
@@ -119,7 +103,7 @@ def run_record(workdir: str, output: str, seed: int = 0) -> list[str]:
         axes[j, 0].set_ylabel(f"layer {j} units")
     axes[-1, 0].set_xlabel("token position")
     axes[0, 0].set_title("hidden states over a generated tune")
-    paths.append(_save(fig, os.path.join(output, "record_hidden.png")))
+    paths.append(plots.save_figure(fig, os.path.join(output, "record_hidden.png")))
     summary = {
         "tokens": tokens,
         "mean_abs_h": [float(np.abs(rec[f"layer_{j}/h"]).mean()) for j in range(model.num_layers)],
@@ -146,7 +130,7 @@ def run_softmax(workdir: str, output: str, seed: int = 0) -> list[str]:
     os.makedirs(output, exist_ok=True)
     _, params, _ = runs.load_run(workdir)
     result = softmax_analysis(params)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     order = np.argsort(result["bias"])[::-1]
     axes[0].bar(np.arange(len(order)), result["bias"][order])
@@ -156,7 +140,7 @@ def run_softmax(workdir: str, output: str, seed: int = 0) -> list[str]:
     axes[1].set_title("correlation of softmax weight columns")
     axes[2].semilogy(result["singular_values"], ".")
     axes[2].set_title(f"singular values (largest {result['singular_values'][0]:.1f})")
-    paths = [_save(fig, os.path.join(output, "softmax.png"))]
+    paths = [plots.save_figure(fig, os.path.join(output, "softmax.png"))]
     top = [(vocab.TOKENS[i], float(result["bias"][i])) for i in order[:10]]
     paths.append(_write_json({
         "largest_singular_value": float(result["singular_values"][0]),
@@ -199,7 +183,7 @@ def run_embeddings(workdir: str, output: str, seed: int = 0) -> list[str]:
     os.makedirs(output, exist_ok=True)
     _, params, _ = runs.load_run(workdir)
     result = input_similarity(params, seed)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     axes[0].imshow(result["similarity"], cmap="RdBu_r", vmin=-1, vmax=1)
     axes[0].set_title("cosine similarity of input weight rows (vocab order)")
@@ -208,7 +192,7 @@ def run_embeddings(workdir: str, output: str, seed: int = 0) -> list[str]:
         axes[1].axvline(v, color="C3", alpha=0.6, label="enharmonic pairs" if k == 0 else None)
     axes[1].legend()
     axes[1].set_title("enharmonic vs random pairs")
-    paths = [_save(fig, os.path.join(output, "embeddings.png"))]
+    paths = [plots.save_figure(fig, os.path.join(output, "embeddings.png"))]
     paths.append(_write_json({k: result[k] for k in ("enharmonic", "enharmonic_mean", "random_mean", "random_std")},
                              os.path.join(output, "embeddings.json")))
     return paths
@@ -298,7 +282,7 @@ def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> li
     tunes = _tunes_for_analysis(workdir, num_tunes)
     ks = [k for k in (0, 2, 8, 32, 64) if k <= model.hidden_size]
     result = bar_ablation(model, params, tunes, ks, seed=seed)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     for j in range(model.num_layers):
         axes[0].plot(np.sort(result["power"][j])[::-1], label=f"layer {j}")
@@ -312,7 +296,7 @@ def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> li
     axes[1].set_xlabel(f"units zeroed in layer {result['layer']}")
     axes[1].set_title("bar lines: balanced accuracy and P(bar) at true bar lines")
     axes[1].legend()
-    paths = [_save(fig, os.path.join(output, "bars.png"))]
+    paths = [plots.save_figure(fig, os.path.join(output, "bars.png"))]
     paths.append(_write_json({"power": result["power"].tolist(), "layer": result["layer"], "ablation": ab},
                              os.path.join(output, "bars.json")))
     return paths
@@ -385,14 +369,14 @@ def run_forcing(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) ->
             "mean_length": float(np.mean([len(t) for t in tunes])),
             "first_tune": " ".join(tunes[0]),
         }
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     names = list(summary)
     for ax, key in zip(axes, ("valid_share", "share_^f", "share_bar_tokens")):
         ax.bar(names, [summary[n][key] for n in names], color=["C0", "C1", "C2"])
         ax.set_title(key)
         ax.tick_params(axis="x", labelsize=8)
-    paths = [_save(fig, os.path.join(output, "forcing.png"))]
+    paths = [plots.save_figure(fig, os.path.join(output, "forcing.png"))]
     paths.append(_write_json(summary, os.path.join(output, "forcing.json")))
     return paths
 
@@ -416,7 +400,7 @@ def run_gram(workdir: str, output: str, seed: int = 0) -> list[str]:
     model, params, _ = runs.load_run(workdir)
     tokens = sample_one(model, params, seed)
     grams = gram_matrices(record(model, params, tokens), tokens, model.num_layers)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(grams), figsize=(3.2 * len(grams), 3.4))
     bars = [i for i, t in enumerate(tokens) if t in ("|:", ":|")]
     for ax, (name, g) in zip(axes, grams.items()):
@@ -426,7 +410,7 @@ def run_gram(workdir: str, output: str, seed: int = 0) -> list[str]:
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
-    paths = [_save(fig, os.path.join(output, "gram.png"))]
+    paths = [plots.save_figure(fig, os.path.join(output, "gram.png"))]
     paths.append(_write_json({"tokens": tokens, "mean_similarity": {k: float(v.mean()) for k, v in grams.items()}},
                              os.path.join(output, "gram.json")))
     return paths

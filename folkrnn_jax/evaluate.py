@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from folkrnn_jax import data, structure, tunes as tunes_lib, vocab
+from folkrnn_jax import data, plots, structure, tunes as tunes_lib, vocab
 
 PITCH_CLASSES = ("C", "^C", "D", "^D", "E", "F", "^F", "G", "^G", "A", "^A", "B")
 _NATURAL = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -419,11 +419,7 @@ def markdown_report(report: dict, images: Sequence[str]) -> str:
 
 
 def plot_comparison(train_stats: dict, gen_stats: dict | None, output_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     sets = [("training", train_stats)] + ([("generated", gen_stats)] if gen_stats else [])
     paths = []
 
@@ -441,11 +437,7 @@ def plot_comparison(train_stats: dict, gen_stats: dict | None, output_dir: str) 
     axes[1].set_title("mode (%)")
     axes[2].set_title("tune length (tokens)")
     axes[0].legend()
-    fig.tight_layout()
-    path = os.path.join(output_dir, "meter_mode_length.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(plots.save_figure(fig, os.path.join(output_dir, "meter_mode_length.png"), dpi=80))
 
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
     for ax, mode in zip(axes, vocab.MODE_TOKENS):
@@ -455,11 +447,7 @@ def plot_comparison(train_stats: dict, gen_stats: dict | None, output_dir: str) 
         ax.set_xticks(np.arange(12), PITCH_CLASSES, fontsize=7)
         ax.set_title(f"pitch classes, {mode}")
     axes[0].legend()
-    fig.tight_layout()
-    path = os.path.join(output_dir, "pitch_classes.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(plots.save_figure(fig, os.path.join(output_dir, "pitch_classes.png"), dpi=80))
 
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
     for ax, mode in zip(axes, vocab.MODE_TOKENS):
@@ -470,11 +458,7 @@ def plot_comparison(train_stats: dict, gen_stats: dict | None, output_dir: str) 
             ax.plot(keys, [hist[str(p)] / total for p in keys], marker=".", label=name)
         ax.set_title(f"pitch (MIDI), {mode}")
     axes[0].legend()
-    fig.tight_layout()
-    path = os.path.join(output_dir, "pitches.png")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(plots.save_figure(fig, os.path.join(output_dir, "pitches.png"), dpi=80))
     return paths
 
 
