@@ -25,6 +25,29 @@ def first5000_path() -> str:
     return path
 
 
+def fixture_config(excerpt_path: str, **overrides):
+    """The tiny preset on the fixture tunes (batch 4, 20% validation), with overrides."""
+    from experiments.configs import tiny
+
+    config = tiny.get_config()
+    config.data_path = excerpt_path
+    config.batch_size = 4
+    config.valid_fraction = 0.2
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def train_fixture_run(workdir, **overrides) -> str:
+    """Train a small model on the fixture tunes into ``workdir`` (for module-scoped fixtures of
+    tests that need a trained run) and return the workdir."""
+    from folkrnn_jax import train
+
+    config = fixture_config(fixture_path("data_v2_excerpt.txt"), **overrides)
+    train.train_and_evaluate(config, str(workdir))
+    return str(workdir)
+
+
 def run_module(module: str, *args: str, timeout: int = 600):
     """Run ``python -m module args`` from the repository root and return the completed process."""
     import subprocess

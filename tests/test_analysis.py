@@ -2,22 +2,19 @@
 
 import os
 
-import jax
 import numpy as np
 import pytest
 
-from folkrnn_jax import analysis, runs, train, vocab
-from tests.conftest import fixture_path, run_module
-from tests.test_train import fixture_config
+from folkrnn_jax import analysis, runs, vocab
+from tests.conftest import run_module, train_fixture_run
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("analysis_run")
-    config = fixture_config(fixture_path("data_v2_excerpt.txt"), num_train_steps=40, hidden_size=32,
-                            log_every_steps=20, eval_every_steps=0)
-    train.train_and_evaluate(config, str(workdir))
-    return str(workdir)
+    return train_fixture_run(
+        tmp_path_factory.mktemp("analysis_run"), num_train_steps=40, hidden_size=32,
+        log_every_steps=20, eval_every_steps=0,
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(analysis.ANALYSES))

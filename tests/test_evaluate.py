@@ -6,10 +6,9 @@ import os
 
 import pytest
 
-from folkrnn_jax import data, evaluate, structure, train, tunes
-from tests.conftest import ROOT, fixture_path, run_module
+from folkrnn_jax import data, evaluate, train, tunes
+from tests.conftest import ROOT, fixture_path, run_module, train_fixture_run
 from tests.test_structure import aabb_8, tok
-from tests.test_train import fixture_config
 
 CORPUS = os.path.join(ROOT, "data", "folk_corpus.txt")
 
@@ -71,11 +70,10 @@ def test_training_table_agrees_with_direct_count(which):
 
 @pytest.fixture(scope="module")
 def eval_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("eval_run")
-    config = fixture_config(fixture_path("data_v2_excerpt.txt"), num_train_steps=20, hidden_size=32,
-                            log_every_steps=10, eval_every_steps=0)
-    train.train_and_evaluate(config, str(workdir))
-    return str(workdir)
+    return train_fixture_run(
+        tmp_path_factory.mktemp("eval_run"), num_train_steps=20, hidden_size=32,
+        log_every_steps=10, eval_every_steps=0,
+    )
 
 
 def test_evaluate_cli(eval_run, tmp_path):

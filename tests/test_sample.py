@@ -2,20 +2,15 @@ import jax
 import numpy as np
 import pytest
 
-from folkrnn_jax import data, sample, train, tunes, vocab
-from tests.conftest import run_module
-from tests.test_train import fixture_config
+from folkrnn_jax import sample, tunes, vocab
+from tests.conftest import run_module, train_fixture_run
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    from folkrnn_jax.data import read_v2_file  # noqa: F401
-    import os
-    excerpt = os.path.join(os.path.dirname(__file__), "fixtures", "data_v2_excerpt.txt")
-    config = fixture_config(excerpt, num_train_steps=60, hidden_size=64, log_every_steps=30)
-    train.train_and_evaluate(config, str(workdir))
-    return str(workdir)
+    return train_fixture_run(
+        tmp_path_factory.mktemp("run"), num_train_steps=60, hidden_size=64, log_every_steps=30
+    )
 
 
 def _sample_cli(workdir, output, *extra):

@@ -1,5 +1,4 @@
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -8,19 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from experiments.configs import tiny
 from folkrnn_jax import train
-from tests.conftest import ROOT, run_module
-
-
-def fixture_config(excerpt_path, **overrides):
-    config = tiny.get_config()
-    config.data_path = excerpt_path
-    config.batch_size = 4
-    config.valid_fraction = 0.2
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+from tests.conftest import ROOT, fixture_config, run_module
 
 
 def test_tiny_preset_learns(tmp_path, excerpt_path):
