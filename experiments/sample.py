@@ -32,6 +32,9 @@ flags.DEFINE_integer("top_k", 0, "Sample only among the k most probable tokens (
 flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: the most probable tokens up to this mass (1: off).")
 flags.DEFINE_list("mask_tokens", [], "Tokens never to emit, comma-separated, e.g. '|:,:|'.")
 flags.DEFINE_bool("valid_only", False, "Keep sampling until --num_tunes tunes pass the structure checks.")
+flags.DEFINE_bool("constrain", False, "Let the model write only tunes that pass the structure checks: at "
+                  "every step the tokens that would break a bar length, repeat or ending are masked "
+                  "(folkrnn_jax.constraint).")
 flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> and the prefix.")
 flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
 flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "
@@ -71,6 +74,7 @@ def main(argv):
             on_step=lambda line: print(line, flush=True), prefix=FLAGS.prefix,
             temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
             top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
+            constrain=FLAGS.constrain,
         )
     else:
         many = sample.sample_many(
@@ -78,6 +82,7 @@ def main(argv):
             valid_only=FLAGS.valid_only, progress=progress, prefix=FLAGS.prefix,
             temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
             top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
+            constrain=FLAGS.constrain,
         )
     titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in many.indices]
     default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]

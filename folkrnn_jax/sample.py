@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from folkrnn_jax import vocab
+from folkrnn_jax import constraint, vocab
 from folkrnn_jax.model import FolkRNN
 
 Array = jax.Array
@@ -189,12 +189,19 @@ def truncate_logits(logits: Array, top_k: int, top_p: Array | None) -> Array:
 
 
 def _step(model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
-          position, token, carry, done):
-    """One token for every tune at ``position`` given the previous ``token``."""
+          position, token, carry, done, structure_state=None):
+    """One token for every tune at ``position`` given the previous ``token``. With a
+    ``structure_state`` (``constraint.State``) the tokens that would break a tune are masked
+    before truncation, and the state is advanced by the emitted tokens."""
     logits, carry = model.apply(variables, token[:, None], carry, method=FolkRNN.decode)
     logits = logits[:, 0].astype(jnp.float32) / temperature
     if bias is not None:
         logits = logits + bias
+    if structure_state is not None:
+        logits = constraint.mask_logits(logits, structure_state)
+        # A user mask can leave nothing: end the tune rather than sample from nothing.
+        nothing = ~jnp.any(jnp.isfinite(logits), axis=-1, keepdims=True)
+        logits = jnp.where(nothing & (jnp.arange(logits.shape[-1]) == vocab.END_ID), 0.0, logits)
     logits = truncate_logits(logits, top_k, top_p)
     if jnp.ndim(position) == 0:
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, position)
@@ -208,13 +215,16 @@ def _step(model, variables, keys, prefix, prefix_len, temperature, top_p, bias, 
     forced = (position < prefix_len) & (forced_token != WILDCARD_ID)
     next_token = jnp.where(forced, forced_token, sampled)
     next_token = jnp.where(done, vocab.END_ID, next_token)
-    return next_token, carry, done | (next_token == vocab.END_ID)
+    if structure_state is not None:
+        structure_state = constraint.advance(structure_state, next_token)
+    return next_token, carry, done | (next_token == vocab.END_ID), structure_state
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_length", "start", "top_k", "chunk"))
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "start", "top_k", "chunk", "constrain"))
 def _sample_loop(
     model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
     top_p: Array | None, bias: Array | None, max_length: int, start: int, top_k: int, chunk: int = CHUNK,
+    constrain: bool = False,
 ):
     """Positions < ``start`` are forced for every tune and run as one decode call."""
     num_tunes = keys.shape[0]
@@ -225,35 +235,37 @@ def _sample_loop(
     out = jnp.full((num_tunes, max_length + chunk), vocab.END_ID, jnp.int32)
     out = out.at[:, :start].set(prefix[:, :start])
     done = jnp.any(prefix[:, 1:start] == vocab.END_ID, axis=1)
+    structure_state = constraint.run(prefix[:, 1:start]) if constrain else None
     step = functools.partial(_step, model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k)
 
     def cond(state):
-        position, _, _, _, done = state
+        position, _, _, _, done, _ = state
         return (position < max_length) & ~jnp.all(done)
 
     def body(state):
-        position, token, carry, out, done = state
+        position, token, carry, out, done, structure_state = state
 
         def one(c, _):
-            position, token, carry, done = c
-            token, carry, done = step(position, token, carry, done)
-            return (position + 1, token, carry, done), token
+            position, token, carry, done, structure_state = c
+            token, carry, done, structure_state = step(position, token, carry, done, structure_state)
+            return (position + 1, token, carry, done, structure_state), token
 
-        (new_position, token, carry, done), tokens = jax.lax.scan(
-            one, (position, token, carry, done), None, length=chunk
+        (new_position, token, carry, done, structure_state), tokens = jax.lax.scan(
+            one, (position, token, carry, done, structure_state), None, length=chunk
         )
         out = jax.lax.dynamic_update_slice(out, tokens.T, (0, position))
-        return new_position, token, carry, out, done
+        return new_position, token, carry, out, done, structure_state
 
-    state = (jnp.asarray(start, jnp.int32), prefix[:, start - 1], carry, out, done)
-    steps, _, _, out, _ = jax.lax.while_loop(cond, body, state)
+    state = (jnp.asarray(start, jnp.int32), prefix[:, start - 1], carry, out, done, structure_state)
+    steps, _, _, out, _, _ = jax.lax.while_loop(cond, body, state)
     return out[:, :max_length], jnp.minimum(steps, max_length)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_length", "slots", "top_k", "chunk"))
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "slots", "top_k", "chunk", "constrain"))
 def _refill_loop(
     model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
     top_p: Array | None, bias: Array | None, max_length: int, slots: int, top_k: int, chunk: int = CHUNK,
+    constrain: bool = False,
 ):
     """``len(keys)`` tunes through ``slots`` batch rows: a row whose tune ends (``</s>`` or
     ``max_length``) starts the next unsampled tune at the next step (state reset, position 1).
@@ -266,29 +278,31 @@ def _refill_loop(
     first = jnp.arange(slots, dtype=jnp.int32)
     tune = jnp.where(first < num_tunes, first, num_tunes)  # num_tunes: an idle row
     step = functools.partial(_step, model, variables)
+    fresh = constraint.initial_state(slots) if constrain else None
 
     def one(state, _):
-        tune, position, token, carry, out, next_tune, steps = state
+        tune, position, token, carry, out, next_tune, steps, structure_state = state
         active = tune < num_tunes
         row = jnp.minimum(tune, num_tunes - 1)
-        new_token, carry, _ = step(keys[row], prefix[row], prefix_len[row], temperature, top_p, bias,
-                                   top_k, position, token, carry, ~active)
+        new_token, carry, _, structure_state = step(keys[row], prefix[row], prefix_len[row], temperature, top_p,
+                                                    bias, top_k, position, token, carry, ~active, structure_state)
         out = out.at[tune, position].set(new_token)  # idle rows write to the spare last row
         ended = active & ((new_token == vocab.END_ID) | (position + 1 >= max_length))
         new_tune = next_tune + jnp.cumsum(ended) - 1
         tune = jnp.where(ended, jnp.where(new_tune < num_tunes, new_tune, num_tunes), tune)
         next_tune = jnp.minimum(next_tune + jnp.sum(ended), num_tunes)
         carry = jax.tree_util.tree_map(lambda c, c0: jnp.where(ended[:, None], c0, c), carry, initial)
+        structure_state = jax.tree_util.tree_map(lambda s, s0: jnp.where(ended, s0, s), structure_state, fresh)
         token = jnp.where(ended, vocab.START_ID, new_token)
         position = jnp.where(ended, 1, jnp.where(active, position + 1, position))
-        return (tune, position, token, carry, out, next_tune, steps + 1), None
+        return (tune, position, token, carry, out, next_tune, steps + 1, structure_state), None
 
     def body(state):
         state, _ = jax.lax.scan(one, state, None, length=chunk)
         return state
 
     state = (tune, jnp.ones((slots,), jnp.int32), jnp.full((slots,), vocab.START_ID, jnp.int32), initial,
-             out, jnp.int32(min(slots, num_tunes)), jnp.int32(0))
+             out, jnp.int32(min(slots, num_tunes)), jnp.int32(0), fresh)
     state = jax.lax.while_loop(lambda s: jnp.any(s[0] < num_tunes), body, state)
     return state[4][:num_tunes], state[6]
 
@@ -363,6 +377,7 @@ def sample_tunes(
     offset: int = 0,
     chunk: int = CHUNK,
     slots: int | None = None,
+    constrain: bool = False,
 ) -> SampledTunes:
     """Sample ``num_tunes`` tunes continuing ``prefix`` (e.g. ``"M:6/8 K:Cdor"``, ``*`` for
     positions the model fills) or one prefix per tune (``prefixes``), each ending at ``</s>``
@@ -371,27 +386,33 @@ def sample_tunes(
 
     With ``slots`` < ``num_tunes``, the tunes go through ``slots`` batch rows and a row starts
     the next tune as soon as its tune ends (continuous batching: no row waits for the longest
-    tune of a batch); the tunes are the same, ``steps`` is then the total number of steps."""
+    tune of a batch); the tunes are the same, ``steps`` is then the total number of steps.
+
+    With ``constrain``, every step masks the tokens that would make the tune fail the
+    structure checks (``folkrnn_jax.constraint``): the model's distribution renormalised over
+    the tokens that keep bar lengths, repeats and endings right."""
     batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
     temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
     if slots is not None and slots < num_tunes:
         out, steps = _refill_loop(
             model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
             jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, int(slots), top_k, chunk,
+            bool(constrain),
         )
         return _result(np.asarray(out), int(steps), max_length)
     out, steps = _sample_loop(
         model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
         jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, batch.start, top_k, chunk,
+        bool(constrain),
     )
     return _result(np.asarray(out), int(steps), max_length)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "top_k"))
 def _stream_step(model, params, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
-                 position, token, carry, done):
+                 position, token, carry, done, structure_state):
     return _step(model, {"params": params}, keys, prefix, prefix_len, temperature, top_p, bias,
-                 top_k, position, token, carry, done)
+                 top_k, position, token, carry, done, structure_state)
 
 
 def sample_stream(
@@ -411,6 +432,7 @@ def sample_stream(
     meter: str | None = None,
     mode: str | None = None,
     offset: int = 0,
+    constrain: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield, for positions 1, 2, ..., the token id of every tune at that position ([num_tunes];
     ``</s>`` for tunes that have ended), until all tunes have ended or ``max_length``. Prefix
@@ -422,10 +444,11 @@ def sample_stream(
     carry = model.apply({"params": params}, num_tunes, method=FolkRNN.initial_carry)
     token = jnp.full((num_tunes,), vocab.START_ID, jnp.int32)
     done = jnp.zeros((num_tunes,), bool)
+    structure_state = constraint.initial_state(num_tunes) if constrain else None
     for position in range(1, max_length):
-        token, carry, done = _stream_step(
+        token, carry, done, structure_state = _stream_step(
             model, params, keys, prefix_, prefix_len, temperature_, top_p_, bias, top_k,
-            jnp.int32(position), token, carry, done,
+            jnp.int32(position), token, carry, done, structure_state,
         )
         yield np.asarray(token)
         if bool(jnp.all(done)):

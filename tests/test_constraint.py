@@ -1,0 +1,144 @@
+"""Structure-constrained sampling: the automaton's rules, random walks through it that the
+checker must accept, and the sampler with ``constrain=True``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from folkrnn_jax import constraint, sample, structure, vocab
+from tests.conftest import train_fixture_run
+
+
+def _allowed_after(tokens: str) -> set[str]:
+    ids = jnp.asarray([vocab.encode(tokens.split())], jnp.int32)
+    ok = np.asarray(constraint.allowed(constraint.run(ids)))[0]
+    return {vocab.TOKENS[i] for i in np.flatnonzero(ok)}
+
+
+def test_header_comes_first():
+    assert _allowed_after("") == set(vocab.METER_TOKENS)
+    assert _allowed_after("M:6/8") == set(vocab.MODE_TOKENS)
+    after_header = _allowed_after("M:6/8 K:Cmaj")
+    assert "c" in after_header and "|:" in after_header and "</s>" not in after_header
+    assert not after_header & set(vocab.METER_TOKENS)
+
+
+def test_bar_lengths():
+    # The first bar is a pickup: a bar line may close it short.
+    assert "|" in _allowed_after("M:4/4 K:Cmaj c d")
+    bar = "M:4/4 K:Cmaj c d | c 7"
+    # A later bar must be full before a plain bar line; a repeat sign may close it short.
+    assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 6")
+    assert ":|" in _allowed_after("M:4/4 K:Cmaj c d | c 6")
+    assert "|" in _allowed_after(bar + " d")
+    after_note = _allowed_after(bar + " d")
+    assert "2" not in after_note and "/2" in after_note  # d 2 would overfill the bar
+    # A note that overfills the bar may start only if a duration can shorten it, and then
+    # only such a duration may follow.
+    assert "e" in _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2")  # 7.5 eighths: e /2 fits
+    assert _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2 e") == {"/2", "/3", "/4", "/8", "/2<"}
+    # Tuplets and broken rhythms owe notes: no bar line before they are paid.
+    assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 4 (3 d e")
+    assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 6 d >")
+    assert "|" in _allowed_after("M:4/4 K:Cmaj c d | c 6 d > e")
+
+
+def test_repeats_and_endings():
+    opened = "M:4/4 K:Cmaj |: c 8"
+    assert "|:" not in _allowed_after(opened + " |")
+    assert "</s>" not in _allowed_after(opened + " |")
+    assert "</s>" in _allowed_after(opened + " :|")
+    assert "|2" not in _allowed_after(opened + " |")
+    first = opened + " |1 c 8"
+    assert "|2" not in _allowed_after(first + " |")  # |2 needs a :| first
+    assert "|1" not in _allowed_after(first + " |")
+    assert "</s>" not in _allowed_after(first + " :|")
+    assert "|2" in _allowed_after(first + " :|")
+    assert "</s>" in _allowed_after(first + " :| |2 c 8")
+
+
+def test_ticks_divide_every_duration():
+    table = constraint.token_table()
+    for kind, num, den in zip(table.kind, table.num, table.den):
+        if kind in (constraint.DURATION, constraint.BROKEN):
+            assert constraint.TICKS * num % den == 0
+    for p, q in zip(table.tup_p, table.tup_q_simple):
+        assert constraint.TICKS * q % (p * 8) == 0
+
+
+def test_random_walks_pass_the_checker():
+    """Tunes written by choosing uniformly at random among the allowed tokens (with skewed
+    per-tune preferences, so that rare tokens and long bars come up) all pass the checker,
+    and no state is ever left without an allowed token."""
+    batch = 128
+    rng = np.random.RandomState(0)
+    preference = rng.rand(batch, vocab.VOCAB_SIZE) ** 3
+    allowed, advance = jax.jit(constraint.allowed), jax.jit(constraint.advance)
+    state = constraint.initial_state(batch)
+    tunes = [[vocab.START] for _ in range(batch)]
+    done = np.zeros(batch, bool)
+    for step in range(700):
+        ok = np.asarray(allowed(state))
+        assert ok.any(axis=1).all()
+        weights = ok * rng.rand(batch, vocab.VOCAB_SIZE) * preference
+        weights[:, vocab.END_ID] *= 0.5 * (step > 30)
+        choice = np.argmax(weights, axis=1)
+        for i in np.flatnonzero(~done):
+            tunes[i].append(vocab.TOKENS[choice[i]])
+        done |= choice == vocab.END_ID
+        state = advance(state, jnp.asarray(choice, jnp.int32))
+    finished = [t for t in tunes if t[-1] == vocab.END]
+    assert len(finished) > batch // 4
+    problems = {" ".join(t): structure.tune_problems(t) for t in finished}
+    assert not {k: v for k, v in problems.items() if v}
+    used = {t for tune in finished for t in tune}
+    assert {"|1", "|2", ":|", "|:", "(3", ">", "<", "/2", "3/2"} <= used  # the walk went everywhere
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    return train_fixture_run(tmp_path_factory.mktemp("run"), num_train_steps=60, hidden_size=64,
+                             log_every_steps=30)
+
+
+def test_constrained_sampling_writes_valid_tunes(trained_run):
+    from folkrnn_jax import runs
+
+    model, params, _ = runs.load_run(trained_run)
+    key = jax.random.PRNGKey(4)
+    free = sample.sample_tunes(model, params, key, 48, max_length=400)
+    constrained = sample.sample_tunes(model, params, key, 48, max_length=400, constrain=True)
+    ended = [constrained.tokens(i) for i in range(48) if not constrained.truncated[i]]
+    assert len(ended) >= 24  # a 60-step model: some tunes wander until max_length
+    assert all(structure.is_valid_tune(t) for t in ended)
+    assert sum(structure.is_valid_tune(t) for t in free.all_tokens()) < len(ended)
+    # Continuous batching, a forced prefix and streaming draw the same constrained tunes.
+    refill = sample.sample_tunes(model, params, key, 48, max_length=400, constrain=True, slots=16)
+    np.testing.assert_array_equal(refill.ids, constrained.ids)
+    prefixed = sample.sample_tunes(model, params, key, 8, "M:6/8 K:Cdor |: c", max_length=400, constrain=True)
+    for i in range(8):
+        tune = prefixed.tokens(i)
+        assert tune[:5] == ["<s>", "M:6/8", "K:Cdor", "|:", "c"]
+        if not prefixed.truncated[i]:
+            assert structure.is_valid_tune(tune), tune
+    steps = list(sample.sample_stream(model, params, key, 4, max_length=120, constrain=True))
+    streamed = np.stack(steps, axis=1)
+    batch = sample.sample_tunes(model, params, key, 4, max_length=120, constrain=True)
+    np.testing.assert_array_equal(streamed, batch.ids[:, 1 : 1 + streamed.shape[1]])
+
+
+def test_constrained_greedy_is_the_best_allowed_token(trained_run):
+    from folkrnn_jax import runs
+
+    model, params, _ = runs.load_run(trained_run)
+    result = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 2, max_length=60, top_k=1,
+                                 constrain=True)
+    ids = jnp.asarray(result.ids)
+    logits = model.apply({"params": params}, ids[:, :-1])  # [batch, time, vocab]
+    states = constraint.initial_state(2)
+    for t in range(int(result.lengths.min()) - 1):
+        ok = constraint.allowed(states)
+        best = jnp.argmax(jnp.where(ok, logits[:, t], -jnp.inf), axis=-1)
+        np.testing.assert_array_equal(np.asarray(best), result.ids[:, t + 1])
+        states = constraint.advance(states, ids[:, t + 1])
