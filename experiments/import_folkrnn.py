@@ -5,7 +5,10 @@ python -m experiments.import_folkrnn --pickle=folkrnn_v2.pkl --workdir=runs/folk
 Writes WORKDIR/config.json (the v2_as_trained preset with the sizes found in the pickle and
 learn_initial_state=True, so the imported cell_init/hid_init are every tune's starting
 state) and an orbax checkpoint at the pickle's iteration count, so that experiments.sample,
-experiments.score and the analysis tools use it like any trained run. The pickle is read with
+experiments.score and the analysis tools use it like any trained run, and experiments.train
+with the same --workdir (and --config=experiments/configs/v2_as_trained.py with the imported
+sizes) goes on training it. The pickle holds no optimiser statistics: RMSprop restarts from
+zero, with the learning-rate schedule at the imported iteration. The pickle is read with
 a restricted unpickler: a file that asks for anything but numpy arrays is refused.
 """
 
@@ -15,7 +18,7 @@ from absl import flags, logging
 
 from experiments import cli
 from experiments.configs import v2_as_trained
-from folkrnn_jax import checkpoints, legacy
+from folkrnn_jax import checkpoints, legacy, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("pickle", None, "Original folk-rnn checkpoint (Python 2 pickle).")
@@ -39,7 +42,8 @@ def import_checkpoint(pickle_path: str, workdir: str) -> legacy.LegacyCheckpoint
     step = int(meta["iters_since_start"] or 0)
     os.makedirs(workdir, exist_ok=True)
     checkpoints.save_config(workdir, config)
-    checkpoints.save_params(workdir, step, checkpoint.params)
+    opt_state = train.optimizer_state_at(config, checkpoint.params, step)
+    checkpoints.save_params(workdir, step, checkpoint.params, opt_state)
     return checkpoint
 
 

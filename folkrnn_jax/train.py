@@ -66,6 +66,19 @@ def current_learning_rate(opt_state: Any) -> Array:
     raise ValueError("optimizer state has no injected learning rate")
 
 
+def optimizer_state_at(config: ml_collections.ConfigDict, params: Any, step: int) -> Any:
+    """An optimiser state for ``params`` trained elsewhere (an imported checkpoint): zero
+    RMSprop statistics, as a fresh Lasagne run has, and the learning-rate schedule at ``step``,
+    so that training resumes at the rate of that point of the recipe."""
+    tx = make_optimizer(config, steps_per_epoch=1)  # the schedule's shape does not enter the state
+    state = tx.init(jax.tree_util.tree_map(jnp.asarray, params))
+    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    return jax.tree_util.tree_map(
+        lambda s: s._replace(count=jnp.asarray(step, s.count.dtype)) if isinstance(s, injected) else s,
+        state, is_leaf=lambda s: isinstance(s, injected),
+    )
+
+
 def create_train_state(
     config: ml_collections.ConfigDict, rng: Array, steps_per_epoch: int
 ) -> tuple[model_lib.FolkRNN, TrainState]:

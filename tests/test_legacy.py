@@ -9,6 +9,7 @@ import pickle
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from folkrnn_jax import data, legacy, model as model_lib, runs, sample, vocab
@@ -186,6 +187,34 @@ def test_cli_import_then_score_matches_lasagne(tmp_path, excerpt_path):
         assert record["tokens"] == len(tokens)
         expected = lasagne_log_prob(obj, tokens)
         assert abs(record["log_prob"] - expected) < 1e-4 * abs(expected), (record, expected)
+
+
+def test_imported_run_resumes_training(tmp_path, excerpt_path):
+    from experiments.import_folkrnn import import_checkpoint
+    from folkrnn_jax import checkpoints, train
+
+    obj = make_original(seed=5, hidden=16)
+    workdir = str(tmp_path / "run")
+    import_checkpoint(write(tmp_path / "v2.pkl", obj), workdir)
+    _, imported, step = runs.load_run(workdir)
+    config = checkpoints.load_config(workdir)
+    config.data_path = excerpt_path
+    config.batch_size = 4
+    config.valid_fraction = 0.2
+    config.num_train_steps = step + 3
+    config.log_every_steps = 1
+    state = train.train_and_evaluate(config, workdir)
+    assert int(state.step) == step + 3
+    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    counts = [s.count for s in jax.tree_util.tree_leaves(state.opt_state, is_leaf=lambda s: isinstance(s, injected))
+              if isinstance(s, injected)]
+    assert [int(c) for c in counts] == [step + 3]  # the schedule went on from the imported step
+    logged = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert min(r["step"] for r in logged if "train_loss" in r) == step + 1
+    # Three RMSprop steps moved the imported weights a little, nothing like a new start.
+    moved = max(float(np.abs(np.asarray(state.params[k]) - imported[k]).max())
+                for k in imported if k != "output")
+    assert 0 < moved < 0.1
 
 
 class _Evil:
