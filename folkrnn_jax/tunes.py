@@ -52,17 +52,26 @@ def split_tune(tokens: Sequence[str]) -> tuple[str | None, str | None, list[str]
     return meter, mode, list(tokens[position:])
 
 
+_DURATION_LIKE = re.compile(r"^(\d+/\d+|\d+|/\d+)?[<>]?$")
+
+
 def body_to_abc(body: Sequence[str], bars_per_line: int = BARS_PER_LINE) -> str:
     """Join v2 body tokens into ABC music lines.
 
     Notes, durations and broken rhythms are written together (``c3/2``, ``c>d``) and bar
     lines get spaces around them, so that a bar line followed by a duration cannot be read
-    as an ending. A new line starts every ``bars_per_line`` bars.
+    as an ending. A duration that follows a duration or a broken rhythm (only in an invalid
+    tune) is set apart by a space, so that the tokens read back as they were (``c2 2``, not
+    ``c22``). A new line starts every ``bars_per_line`` bars.
     """
     lines: list[str] = []
     current = ""
     bars = 0
+    previous = ""
     for token in body:
+        if _DURATION_LIKE.match(previous) and token[:1] in "/0123456789<>" and token[:1]:
+            current += " "
+        previous = token
         if token in vocab.BAR_TOKENS:
             current = current.rstrip() + " " + token + " "
             if token != "|1" and token != "|2":

@@ -41,6 +41,10 @@ def test_statistics_of_hand_made_tunes():
 def test_abc_round_trip():
     training = data.read_v2_file(fixture_path("data_v2_excerpt.txt"))
     assert evaluate.parse_abc_text(tunes.tunes_to_abc(training)) == training
+    # Invalid sampled tunes (stray durations) read back as written, not as 'c22'.
+    odd = [["M:4/4", "K:Cmaj", "c", "2", "2", "d", "/2", "2>", "e", "<", ">", "f", "3/2", "/2", "|"]]
+    assert "c2 2d/2 2>e< >f3/2 /2" in tunes.tunes_to_abc(odd)
+    assert evaluate.parse_abc_text(tunes.tunes_to_abc(odd)) == odd
 
 
 def _corpus_path():
