@@ -90,7 +90,8 @@ def main(argv):
     written = tunes.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
     passing = sum(structure.is_valid_tune(t) for t in many.tunes)
     print(f"{passing} of {len(many.tunes)} tunes ({100.0 * passing / max(1, len(many.tunes)):.1f}%) "
-          f"pass the structure checks; {many.sampled} sampled", flush=True)
+          f"pass the structure checks; {many.sampled} sampled, {many.truncated} of those kept reached "
+          f"--max_length", flush=True)
     logging.info("wrote %d tunes to %s (%d files; %d reached max_length)", len(many.tunes), output,
                  written, many.truncated)
 

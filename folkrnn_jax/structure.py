@@ -22,7 +22,9 @@ Repeats, as ``tune_problems`` checks them (ABC practice, checked against the v2 
   is a problem, and so is ``|:`` opened again while a repeat is still open;
 * ``|1`` must be followed by ``|2`` (after a ``:|``) and ``|2`` must follow a ``|1``;
 * ``[`` and ``]`` must pair up, and a chord may hold only notes and durations;
-* a tuplet, broken rhythm or duration with no note to apply to is a problem.
+* a tuplet, broken rhythm or duration with no note to apply to is a problem;
+* a sampled sequence (one that starts with ``<s>``) must end with ``</s>``: a tune cut at the
+  length limit is not a tune.
 
 Bar durations: every bar must last exactly the meter's bar length, except that a shorter
 bar is allowed when it is the first bar (a pickup), the last bar, next to a repeat or ending
@@ -374,6 +376,9 @@ def problems_by_kind(tokens: Sequence[str]) -> dict[str, list[str]]:
         out["header"].append("empty body")
     out["repeats"].extend(_repeat_problems(parsed.body))
     out["tokens"].extend(parsed.problems)
+    if tokens and tokens[0] == vocab.START and tokens[-1] != vocab.END:
+        # A sampled sequence (it starts with <s>) that never ended was cut at the length limit.
+        out["tokens"].append("the tune never ended: no </s> (cut at the length limit)")
     for i, (bar, ok) in enumerate(zip(parsed.bars, bar_fits(parsed.bars, parsed.meter))):
         if not ok:
             meter = bar.meter or parsed.meter

@@ -142,3 +142,16 @@ def test_constrained_greedy_is_the_best_allowed_token(trained_run):
         best = jnp.argmax(jnp.where(ok, logits[:, t], -jnp.inf), axis=-1)
         np.testing.assert_array_equal(np.asarray(best), result.ids[:, t + 1])
         states = constraint.advance(states, ids[:, t + 1])
+
+
+def test_sample_cli_constrain(trained_run, tmp_path):
+    from tests.conftest import run_module
+
+    out = tmp_path / "c.abc"
+    result = run_module("experiments.sample", f"--workdir={trained_run}", "--num_tunes=12", "--seed=1",
+                        "--max_length=400", "--constrain", f"--output={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(l for l in result.stdout.splitlines() if "pass the structure checks" in l)
+    passing, truncated = int(line.split(" of ")[0]), int(line.split("sampled, ")[1].split(" of")[0])
+    assert passing + truncated == 12  # every tune that ended is valid
+    assert out.read_text().count("X:") == 12

@@ -50,6 +50,9 @@ def test_valid_tune_and_patterns():
     assert str(ps) == "AABB" and ps.bars == (4, 4, 4, 4) and not ps.is_aabb_8
     assert structure.part_structure(aabb_8()).is_aabb_8
     assert structure.is_valid_tune(aabb_8())
+    # A sampled sequence counts only when it ended; one cut at the length limit does not.
+    assert structure.is_valid_tune(["<s>", *tune, "</s>"])
+    assert structure.tune_problems(["<s>", *tune]) == ["the tune never ended: no </s> (cut at the length limit)"]
 
 
 def test_pickup_and_endings_allowed():
