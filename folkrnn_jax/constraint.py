@@ -15,11 +15,12 @@ from the past alone:
   opened or closed by a repeat or ending sign (``|:``, ``:|``, ``|1``, ``|2``) and the last
   bar; no note may overfill a bar (a note may only start if a duration token can still make
   it fit, and then only such a duration token may follow);
-* repeats: no ``|:`` while one is open, ``|1`` needs a later ``:|`` and ``|2``, the tune ends
-  only with every repeat and ending closed;
+* repeats: no ``|:`` while one is open, ``|1`` needs a later ``:|`` and then straight away
+  ``|2``, the tune ends only with every repeat and ending closed;
 * durations follow a note, broken rhythms a note or its duration, a tuplet is followed by its
   notes before a bar line or the end, and a broken rhythm by a note;
-* chords (``[``, ``]``) are not written; ``M:`` and ``K:`` changes only at the start of a bar
+* no empty bars (two bar lines in a row only as ``:| |:`` and ``:| |2``); chords (``[``,
+  ``]``) are not written; ``M:`` and ``K:`` changes only at the start of a bar
   after the first.
 
 Durations are counted exactly in integer ticks (``TICKS`` per eighth note, divisible by every
@@ -121,6 +122,8 @@ class State(NamedTuple):
     repeat_open: Array
     first_ending: Array  # |1 seen, waiting for :| and |2
     closed_after_first: Array
+    need_second: Array  # ':|' just closed a first ending: '|2' must follow
+    after_bar: Array  # the previous token's index in BAR_KINDS, -1 when it was no bar line
 
 
 def initial_state(batch: int) -> State:
@@ -128,7 +131,7 @@ def initial_state(batch: int) -> State:
     zero = jnp.zeros((batch,), jnp.int32)
     false = jnp.zeros((batch,), bool)
     return State(zero, zero, false, zero, zero, false, false, zero, zero, zero + 1, zero + 1,
-                 false, false, false, zero, false, false, false)
+                 false, false, false, zero, false, false, false, false, zero - 1)
 
 
 def _scaled(x: Array, num: Array, den: Array) -> tuple[Array, Array]:
@@ -181,7 +184,9 @@ def _transition(state: State, table: dict) -> tuple[State, Array]:
         bar_kind == 1, ~state.repeat_open,
         jnp.where(bar_kind == 3, ~state.first_ending,
                   jnp.where(bar_kind == 4, state.first_ending & state.closed_after_first, True)))
-    bar_ok = in_body & ~over & quiet & length_ok & repeat_ok
+    # No empty bars: two bar lines in a row only as ':| |:' or ':| |2'.
+    adjacent_ok = (state.after_bar < 0) | ((state.after_bar == 2) & ((bar_kind == 1) | (bar_kind == 4)))
+    bar_ok = in_body & ~over & quiet & length_ok & repeat_ok & adjacent_ok
 
     # Header tokens, and M:/K: changes at the start of a bar.
     change_ok = in_body & bar_empty & quiet & (state.bars > 0)
@@ -196,6 +201,9 @@ def _transition(state: State, table: dict) -> tuple[State, Array]:
         [note_ok, dur_ok, broken_ok, tuplet_ok, bar_ok, meter_ok, mode_ok, end_ok],
         False,
     )
+    # The second ending comes right after the repeat that closes the first (':| |2'), as
+    # written in the v2 data; left for later, a model easily forgets it and never ends.
+    allowed = jnp.where(state.need_second, bar_kind == 4, allowed)
 
     is_note, is_dur, is_broken = kind == NOTE, kind == DURATION, kind == BROKEN
     is_tuplet, is_bar, is_meter = kind == TUPLET, kind == BAR, kind == METER
@@ -226,6 +234,8 @@ def _transition(state: State, table: dict) -> tuple[State, Array]:
                                jnp.where(is_bar & (bar_kind == 4), False, state.first_ending)),
         closed_after_first=jnp.where(is_bar & (bar_kind == 3), False,
                                      jnp.where(is_bar & (bar_kind == 2), True, state.closed_after_first)),
+        need_second=jnp.broadcast_to(is_bar & (bar_kind == 2) & state.first_ending, allowed.shape),
+        after_bar=jnp.broadcast_to(jnp.where(is_bar, bar_kind, -1), allowed.shape),
     )
     return new, allowed & _feasible(new)
 

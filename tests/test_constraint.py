@@ -54,7 +54,10 @@ def test_repeats_and_endings():
     assert "|2" not in _allowed_after(first + " |")  # |2 needs a :| first
     assert "|1" not in _allowed_after(first + " |")
     assert "</s>" not in _allowed_after(first + " :|")
-    assert "|2" in _allowed_after(first + " :|")
+    assert _allowed_after(first + " :|") == {"|2"}  # the second ending follows at once
+    # No empty bars: two bar lines in a row only as ':| |:' or ':| |2'.
+    assert "|" not in _allowed_after("M:4/4 K:Cmaj c 8 |") and "|:" not in _allowed_after("M:4/4 K:Cmaj c 8 |")
+    assert "|:" in _allowed_after("M:4/4 K:Cmaj c 8 :|") and "|" not in _allowed_after("M:4/4 K:Cmaj c 8 :|")
     assert "</s>" in _allowed_after(first + " :| |2 c 8")
 
 
