@@ -57,3 +57,10 @@ def run_module(module: str, *args: str, timeout: int = 600):
         [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
         timeout=timeout, env=env,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> str:
+    """A model trained for 60 steps on the fixture tunes (2 x 64), shared by the sampling tests."""
+    return train_fixture_run(tmp_path_factory.mktemp("run"), num_train_steps=60, hidden_size=64,
+                             log_every_steps=30)

@@ -4,10 +4,9 @@ checker must accept, and the sampler with ``constrain=True``."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from folkrnn_jax import constraint, sample, structure, vocab
-from tests.conftest import train_fixture_run
+from tests.conftest import run_module
 
 
 def _allowed_after(tokens: str) -> set[str]:
@@ -99,12 +98,6 @@ def test_random_walks_pass_the_checker():
     assert {"|1", "|2", ":|", "|:", "(3", ">", "<", "/2", "3/2"} <= used  # the walk went everywhere
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    return train_fixture_run(tmp_path_factory.mktemp("run"), num_train_steps=60, hidden_size=64,
-                             log_every_steps=30)
-
-
 def test_constrained_sampling_writes_valid_tunes(trained_run):
     from folkrnn_jax import runs
 
@@ -148,8 +141,6 @@ def test_constrained_greedy_is_the_best_allowed_token(trained_run):
 
 
 def test_sample_cli_constrain(trained_run, tmp_path):
-    from tests.conftest import run_module
-
     out = tmp_path / "c.abc"
     result = run_module("experiments.sample", f"--workdir={trained_run}", "--num_tunes=12", "--seed=1",
                         "--max_length=400", "--constrain", f"--output={out}")

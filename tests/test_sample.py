@@ -3,14 +3,7 @@ import numpy as np
 import pytest
 
 from folkrnn_jax import sample, tunes, vocab
-from tests.conftest import run_module, train_fixture_run
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    return train_fixture_run(
-        tmp_path_factory.mktemp("run"), num_train_steps=60, hidden_size=64, log_every_steps=30
-    )
+from tests.conftest import run_module
 
 
 def _sample_cli(workdir, output, *extra):
