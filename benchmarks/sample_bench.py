@@ -17,6 +17,9 @@ fixed ``--steps`` tokens (``</s>`` gets a -1e9 logit bias, so nothing stops earl
   ``RandomState.choice(p=...)``). The issue's "50x the one-tune-at-a-time numpy" compares
   with the original style.
 
+``--constrained`` also times ours with ``constrain=True`` (``folkrnn_jax.constraint``: the
+structure automaton's mask and update at every step) and prints its cost as a ratio.
+
 tokens/s = tunes x steps / wall time. torch is not a project dependency: imported only here.
 """
 
@@ -41,6 +44,7 @@ flags.DEFINE_integer("steps", 256, "Tokens sampled per tune.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds.")
 flags.DEFINE_integer("numpy_tunes", 2, "Tunes the numpy sampler draws per round.")
 flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: the number of CPUs, os.cpu_count()).")
+flags.DEFINE_bool("constrained", False, "Also time ours with constrain=True (structure-constrained sampling).")
 flags.DEFINE_float("pause", 0.5, "Seconds to sleep before each timing, so that timings do not follow each other's heat.")
 FLAGS = flags.FLAGS
 
@@ -53,14 +57,14 @@ def _weights(params):
     return layers, np.asarray(params["output"]["kernel"]), np.asarray(params["output"]["bias"])
 
 
-def make_ours(model, params, batch, steps):
+def make_ours(model, params, batch, steps, constrain=False):
     bias = np.zeros(V, np.float32)
     bias[vocab.END_ID] = -1e9
 
     def run(seed):
         result = sample.sample_tunes(model, params, jax.random.PRNGKey(seed), batch, (), 1.0, steps + 1,
-                                     logit_bias=bias)
-        assert result.steps == steps + 1 and result.truncated.all()
+                                     logit_bias=bias, constrain=constrain)
+        assert result.steps == steps + 1
         return result.ids
 
     return run
@@ -193,6 +197,8 @@ def main(argv):
     for b in batches:
         runners[("ours", b)] = make_ours(model, params, b, steps)
         runners[("torch", b)] = make_torch(params, b, steps)
+        if FLAGS.constrained:
+            runners[("constrained", b)] = make_ours(model, params, b, steps, constrain=True)
     numpy_run = make_numpy(params, steps)
     original_run = make_numpy_original(params, steps)
     for name, runner in runners.items():  # compile / warm up
@@ -231,6 +237,11 @@ def main(argv):
         print(f"| {b} | {ours:,.0f} | {ours / steps:,.1f} | {med[('torch', b)]:,.0f} | {med['numpy']:,.0f} | "
               f"{med['original']:,.0f} | {ours / med[('torch', b)]:.2f} | {ours / med['numpy']:.1f} | "
               f"{ours / med['original']:.1f} | {per_round} |")
+    if FLAGS.constrained:
+        print("\n| batch | ours tok/s | ours with constrain=True tok/s | ratio |\n|---|---|---|---|")
+        for b in batches:
+            ours, constrained = med[("ours", b)], med[("constrained", b)]
+            print(f"| {b} | {ours:,.0f} | {constrained:,.0f} | {constrained / ours:.2f} |")
 
 
 if __name__ == "__main__":

@@ -348,7 +348,8 @@ def main(argv):
     print()
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs visible, jax {jax.__version__} "
           f"({jax.devices()[0].platform}, {jax.device_count()} device(s))"
-          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if FLAGS.torch else ""))
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if FLAGS.torch else "")
+          + f", GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
     print(f"model {FLAGS.num_layers}x{FLAGS.hidden_size}, vocab 137, batch {B}, seq_len {T}, "
           f"{tokens} real tokens/step, float32, unroll {FLAGS.unroll}, fused_backward {FLAGS.fused_backward}, "
           f"{FLAGS.rounds} rounds x {FLAGS.steps} steps, jax compile {compile_s:.1f} s")
