@@ -51,6 +51,8 @@ flags.DEFINE_integer("hidden_size", 512, "LSTM units per layer.")
 flags.DEFINE_integer("num_layers", 3, "LSTM layers.")
 flags.DEFINE_integer("rounds", 3, "Alternating timing rounds per framework.")
 flags.DEFINE_integer("steps", 4, "Timed steps per round.")
+flags.DEFINE_integer("round_warmup", 1, "Untimed steps at the start of each round: the first step after the "
+                     "other framework ran is slow for both (measured: +300-500 ms for either).")
 flags.DEFINE_integer("unroll", 1, "lax.scan unroll of the LSTM time loop (1 was fastest on a 2-core CPU).")
 flags.DEFINE_boolean("fused_backward", True, "Hand-written LSTM backward pass (custom_vjp).")
 flags.DEFINE_string("matmul_dtype", "float32", "float32, or bfloat16 (GPU).")
@@ -316,6 +318,10 @@ def main(argv):
         torch_step(tbatches[0])
 
     def time_jax(state, n, offset):
+        for i in range(FLAGS.round_warmup):
+            state, loss = jax_step(state, jbatches[i % 2], jax.random.PRNGKey(offset - 1 - i))
+        if FLAGS.round_warmup:
+            loss.block_until_ready()
         t = time.perf_counter()
         for i in range(n):
             state, loss = jax_step(state, jbatches[i % 2], jax.random.PRNGKey(offset + i))
@@ -323,6 +329,8 @@ def main(argv):
         return state, tokens * n / (time.perf_counter() - t)
 
     def time_torch(n):
+        for i in range(FLAGS.round_warmup):
+            torch_step(tbatches[i % 2])
         t = time.perf_counter()
         for i in range(n):
             torch_step(tbatches[i % 2])
@@ -349,10 +357,11 @@ def main(argv):
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs visible, jax {jax.__version__} "
           f"({jax.devices()[0].platform}, {jax.device_count()} device(s))"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if FLAGS.torch else "")
-          + f", GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
+          + f", GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}"
+          + f", OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"model {FLAGS.num_layers}x{FLAGS.hidden_size}, vocab 137, batch {B}, seq_len {T}, "
           f"{tokens} real tokens/step, float32, unroll {FLAGS.unroll}, fused_backward {FLAGS.fused_backward}, "
-          f"{FLAGS.rounds} rounds x {FLAGS.steps} steps, jax compile {compile_s:.1f} s")
+          f"{FLAGS.rounds} rounds x {FLAGS.steps} steps (+{FLAGS.round_warmup} untimed), jax compile {compile_s:.1f} s")
     print()
     print("| framework | tokens/s (median) | per-round | peak RSS growth in steps (MB) |")
     print("|---|---|---|---|")
