@@ -36,7 +36,7 @@ def test_bar_lengths():
     # A note that overfills the bar may start only if a duration can shorten it, and then
     # only such a duration may follow.
     assert "e" in _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2")  # 7.5 eighths: e /2 fits
-    assert _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2 e") == {"/2", "/3", "/4", "/8", "/2<"}
+    assert _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2 e") == {"/2", "/3", "/4", "/8"}
     # Tuplets and broken rhythms owe notes: no bar line before they are paid.
     assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 4 (3 d e")
     assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 6 d >")
@@ -69,6 +69,33 @@ def test_ticks_divide_every_duration():
         assert constraint.TICKS * q % (p * 8) == 0
 
 
+def _broken_pairs_equal(tokens: list[str]) -> bool:
+    """Whether each broken rhythm joins two notes with the same duration token ('c2>d2')."""
+    for i, token in enumerate(tokens):
+        broken = structure.parse_broken(token)
+        if broken is None:
+            continue
+        d = broken[0]
+        first = structure.parse_duration(tokens[i - 1]) if d == 1 and structure.parse_duration(tokens[i - 1]) else d
+        j = next(j for j in range(i + 1, len(tokens)) if structure.is_note(tokens[j]))
+        after = tokens[j + 1]
+        second = structure.parse_duration(after) or (structure.parse_broken(after) or (1, ""))[0]
+        if first != second:
+            return False
+    return True
+
+
+def test_broken_rhythms_join_equal_notes():
+    assert _allowed_after("M:4/4 K:Cmaj c 2> d") == {"2"}
+    after = _allowed_after("M:4/4 K:Cmaj c > d")
+    assert "2" not in after and "/2" not in after and "e" in after
+    assert ">" not in after and "(3" in after  # no chained broken rhythms
+    assert "(3" not in _allowed_after("M:4/4 K:Cmaj c >")  # the second note is a plain note
+    assert ">" not in _allowed_after("M:4/4 K:Cmaj (3 c d e")  # not on a tuplet note
+    assert _allowed_after("M:4/4 K:Cmaj c 3/2 > d") >= {"3/2"}
+    assert "/2" not in _allowed_after("M:4/4 K:Cmaj c 3/2 > d")
+
+
 def test_random_walks_pass_the_checker():
     """Tunes written by choosing uniformly at random among the allowed tokens (with skewed
     per-tune preferences, so that rare tokens and long bars come up) all pass the checker,
@@ -94,6 +121,7 @@ def test_random_walks_pass_the_checker():
     assert len(finished) > batch // 4
     problems = {" ".join(t): structure.tune_problems(t) for t in finished}
     assert not {k: v for k, v in problems.items() if v}
+    assert all(_broken_pairs_equal(t) for t in finished)
     used = {t for tune in finished for t in tune}
     assert {"|1", "|2", ":|", "|:", "(3", ">", "<", "/2", "3/2"} <= used  # the walk went everywhere
 
