@@ -7,6 +7,8 @@ The model is v2 size (3 x 512 LSTM, vocab 137), random weights, float32. Every t
 fixed ``--steps`` tokens (``</s>`` gets a -1e9 logit bias, so nothing stops early):
 
 * ours: ``sample.sample_tunes`` (while_loop over 16-step scan chunks, one jit);
+* plain: a plain ``lax.scan`` sampler with none of the features (the issue's reference
+  point: "a plain lax.scan sampler measured here gave 9.5x, 3.7x and 1.2x");
 * torch: ``nn.LSTM(137, 512, 3)`` stepped one token at a time on one-hot input with
   ``Linear(512, 137)`` + softmax + ``torch.multinomial``, under ``torch.inference_mode``;
 * numpy: the same LSTM written in numpy, one tune at a time (its tokens/s does not depend on
@@ -68,6 +70,38 @@ def make_ours(model, params, batch, steps, constrain=False):
         return result.ids
 
     return run
+
+
+def make_plain(params, batch, steps):
+    """The issue's reference point: a plain ``lax.scan`` sampler with none of the sampler's
+    features (no early stop, prefixes, per-tune keys, truncation or masks; one key per step
+    for the whole batch)."""
+    hp = jax.lax.Precision.HIGHEST
+    out_bias = params["output"]["bias"].at[vocab.END_ID].add(-1e9)
+
+    @jax.jit
+    def loop(params, key):
+        def step(carry, t):
+            token, cs, hs = carry
+            x = params["lstm_0_w_in"][token]  # [batch, 4H]
+            new_cs, new_hs = [], []
+            for j in range(L):
+                if j > 0:
+                    x = jnp.dot(new_hs[-1], params[f"lstm_{j}_w_in"], precision=hp)
+                z = x + jnp.dot(hs[j], params[f"lstm_{j}_w_hid"], precision=hp) + params[f"lstm_{j}_bias"]
+                i, f, g, o = jnp.split(z, 4, axis=-1)
+                c = jax.nn.sigmoid(f) * cs[j] + jax.nn.sigmoid(i) * jnp.tanh(g)
+                new_cs.append(c)
+                new_hs.append(jax.nn.sigmoid(o) * jnp.tanh(c))
+            logits = jnp.dot(new_hs[-1], params["output"]["kernel"], precision=hp) + out_bias
+            token = jax.random.categorical(jax.random.fold_in(key, t), logits).astype(jnp.int32)
+            return (token, new_cs, new_hs), token
+
+        zeros = [jnp.zeros((batch, H), jnp.float32)] * L
+        start = jnp.full((batch,), vocab.START_ID, jnp.int32)
+        return jax.lax.scan(step, (start, zeros, zeros), jnp.arange(steps))[1]
+
+    return lambda seed: loop(params, jax.random.PRNGKey(seed))
 
 
 def make_torch(params, batch, steps):
@@ -197,6 +231,7 @@ def main(argv):
     for b in batches:
         runners[("ours", b)] = make_ours(model, params, b, steps)
         runners[("torch", b)] = make_torch(params, b, steps)
+        runners[("plain", b)] = make_plain(params, b, steps)
         if FLAGS.constrained:
             runners[("constrained", b)] = make_ours(model, params, b, steps, constrain=True)
     numpy_run = make_numpy(params, steps)
@@ -237,6 +272,10 @@ def main(argv):
         print(f"| {b} | {ours:,.0f} | {ours / steps:,.1f} | {med[('torch', b)]:,.0f} | {med['numpy']:,.0f} | "
               f"{med['original']:,.0f} | {ours / med[('torch', b)]:.2f} | {ours / med['numpy']:.1f} | "
               f"{ours / med['original']:.1f} | {per_round} |")
+    print("\n| batch | plain lax.scan sampler tok/s | plain/torch | ours/plain |\n|---|---|---|---|")
+    for b in batches:
+        plain = med[("plain", b)]
+        print(f"| {b} | {plain:,.0f} | {plain / med[('torch', b)]:.2f} | {med[('ours', b)] / plain:.2f} |")
     if FLAGS.constrained:
         print("\n| batch | ours tok/s | ours with constrain=True tok/s | ratio |\n|---|---|---|---|")
         for b in batches:
