@@ -46,6 +46,8 @@ flags.DEFINE_integer("steps", 256, "Tokens sampled per tune.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds.")
 flags.DEFINE_integer("numpy_tunes", 2, "Tunes the numpy sampler draws per round.")
 flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: the number of CPUs, os.cpu_count()).")
+flags.DEFINE_bool("bfloat16", False, "Also time ours with bfloat16 matmuls (float32 state), as "
+                  "experiments.sample --matmul_dtype=bfloat16 runs it.")
 flags.DEFINE_bool("constrained", False, "Also time ours with constrain=True (structure-constrained sampling).")
 flags.DEFINE_float("pause", 0.5, "Seconds to sleep before each timing, so that timings do not follow each other's heat.")
 FLAGS = flags.FLAGS
@@ -234,6 +236,8 @@ def main(argv):
         runners[("plain", b)] = make_plain(params, b, steps)
         if FLAGS.constrained:
             runners[("constrained", b)] = make_ours(model, params, b, steps, constrain=True)
+        if FLAGS.bfloat16:
+            runners[("bfloat16", b)] = make_ours(model.clone(matmul_dtype="bfloat16"), params, b, steps)
     numpy_run = make_numpy(params, steps)
     original_run = make_numpy_original(params, steps)
     for name, runner in runners.items():  # compile / warm up
@@ -276,6 +280,12 @@ def main(argv):
     for b in batches:
         plain = med[("plain", b)]
         print(f"| {b} | {plain:,.0f} | {plain / med[('torch', b)]:.2f} | {med[('ours', b)] / plain:.2f} |")
+    if FLAGS.bfloat16:
+        print("\n| batch | ours float32 tok/s | ours bfloat16 matmuls tok/s | bfloat16/float32 | bfloat16/torch |")
+        print("|---|---|---|---|---|")
+        for b in batches:
+            ours, fast = med[("ours", b)], med[("bfloat16", b)]
+            print(f"| {b} | {ours:,.0f} | {fast:,.0f} | {fast / ours:.2f} | {fast / med[('torch', b)]:.2f} |")
     if FLAGS.constrained:
         print("\n| batch | ours tok/s | ours with constrain=True tok/s | ratio |\n|---|---|---|---|")
         for b in batches:

@@ -157,6 +157,17 @@ def tune_keys(key: Array, num_tunes: int, offset: int = 0) -> Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(offset, offset + num_tunes))
 
 
+def sampling_params(model: FolkRNN, params: Any) -> Any:
+    """``params`` with the LSTM weight matrices stored in the model's ``matmul_dtype``: a
+    bfloat16 model then reads half the bytes per step and casts nothing inside the loop
+    (state, biases and the softmax stay float32). Float32 models are returned unchanged."""
+    dtype = jnp.dtype(model.matmul_dtype)
+    if dtype == jnp.float32:
+        return params
+    return {name: value.astype(dtype) if re.fullmatch(r"lstm_\d+_w_(in|hid)", name) else value
+            for name, value in params.items()}
+
+
 def token_bias(token_mask: Sequence[str] = (), logit_bias: Any = None) -> np.ndarray | None:
     """The additive logit bias [vocab]: ``-inf`` on masked tokens plus ``logit_bias``, or None."""
     if not token_mask and logit_bias is None:
@@ -393,6 +404,7 @@ def sample_tunes(
     the tokens that keep bar lengths, repeats and endings right."""
     batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
     temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
+    params = sampling_params(model, params)
     if slots is not None and slots < num_tunes:
         out, steps = _refill_loop(
             model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
@@ -440,6 +452,7 @@ def sample_stream(
     batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
     temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
     keys = tune_keys(key, num_tunes, offset)
+    params = sampling_params(model, params)
     prefix_, prefix_len = jnp.asarray(batch.prefix), jnp.asarray(batch.prefix_len)
     carry = model.apply({"params": params}, num_tunes, method=FolkRNN.initial_carry)
     token = jnp.full((num_tunes,), vocab.START_ID, jnp.int32)

@@ -294,3 +294,26 @@ def test_sample_cli_stream_and_missing_abcm2ps(trained_run, tmp_path, monkeypatc
     assert result.returncode != 0 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "abcm2ps is not installed" in errors[0]
+
+
+def test_bfloat16_sampling_is_close_to_float32(trained_run, tmp_path):
+    import jax.numpy as jnp
+
+    from folkrnn_jax import runs
+    from folkrnn_jax.model import FolkRNN
+
+    model, params, _ = runs.load_run(trained_run)
+    bf16 = model.clone(matmul_dtype="bfloat16")
+    cast = sample.sampling_params(bf16, params)
+    assert cast["lstm_1_w_hid"].dtype == jnp.bfloat16 and cast["lstm_1_bias"].dtype == jnp.float32
+    assert sample.sampling_params(model, params) is params
+    tune = jnp.asarray([vocab.encode("<s> M:4/4 K:Cmaj c d e f | g a b c' |".split())])
+    carry = model.apply({"params": params}, 1, method=FolkRNN.initial_carry)
+    exact, _ = model.apply({"params": params}, tune, carry, method=FolkRNN.decode)
+    rounded, _ = bf16.apply({"params": cast}, tune, carry, method=FolkRNN.decode)
+    assert rounded.dtype == jnp.float32
+    diff = jnp.abs(jax.nn.log_softmax(exact) - jax.nn.log_softmax(rounded)).max()
+    assert 0 < float(diff) < 0.05  # bfloat16 weights, float32 state and accumulation
+    result = _sample_cli(trained_run, tmp_path / "b.abc", "--matmul_dtype=bfloat16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "b.abc").read_text().count("X:") == 6
