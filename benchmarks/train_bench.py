@@ -42,7 +42,7 @@ import optax
 from absl import app, flags
 
 from experiments.configs import v2
-from folkrnn_jax import model as model_lib, train
+from folkrnn_jax import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 64, "Tunes per batch.")
@@ -263,7 +263,7 @@ def _memory_only(which: str) -> None:
         if stats and "peak_bytes_in_use" in stats:
             out["device_peak_mb"] = stats["peak_bytes_in_use"] / 2**20
     else:
-        import torch  # noqa: F401
+        import torch
 
         step, to_torch = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers, device=FLAGS.torch_device)
         tb = to_torch(batch)
@@ -271,8 +271,6 @@ def _memory_only(which: str) -> None:
         for _ in range(2):
             step(tb)
         if FLAGS.torch_device.startswith("cuda"):
-            import torch
-
             out["device_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     out["peak_rss_mb"] = _maxrss_mb()
     out["peak_above_start_mb"] = out["peak_rss_mb"] - base

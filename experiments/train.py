@@ -4,7 +4,7 @@ python -m experiments.train --config=experiments/configs/tiny.py --workdir=runs/
     [--config.FIELD=VALUE ...]
 """
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import cli

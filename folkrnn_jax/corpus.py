@@ -24,7 +24,6 @@ import glob
 import json
 import os
 import re
-import sys
 from typing import Iterable, Iterator, Sequence
 
 from folkrnn_jax import abc, abctools, tunes, vocab

@@ -338,6 +338,7 @@ class FolkRNN(nn.Module):
             x_proj = _matmul(x, first.w_in, dtype) + first.bias
         new_carry = []
         internals = {}
+        hs = None  # the layer below's output [time, batch, hidden], from layer 1 on
         for j, layer in enumerate(self.lstm):
             if j > 0:
                 x_proj = _matmul(hs, layer.w_in, dtype) + layer.bias  # [time, batch, 4H]

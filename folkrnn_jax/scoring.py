@@ -7,7 +7,6 @@ import functools
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from folkrnn_jax import data, model as model_lib, train

@@ -155,7 +155,7 @@ def _parse(tokens: Sequence[str]) -> _Parse:
 
     def add_note(base: Fraction) -> None:
         nonlocal duration, last_note_duration, last_note_scale, can_take_duration
-        nonlocal pending_broken, tuplet_left, tuplet_scale
+        nonlocal pending_broken, tuplet_left
         scale = tuplet_scale if tuplet_left > 0 else Fraction(1)
         if tuplet_left > 0:
             tuplet_left -= 1
@@ -470,7 +470,7 @@ def part_structure(tokens: Sequence[str]) -> PartStructure:
     second: list[Bar] = []
 
     def flush_plain() -> None:
-        nonlocal current, group
+        nonlocal current
         if current:
             occurrences.append((current, -1))
         current = []

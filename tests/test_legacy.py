@@ -1,7 +1,6 @@
 """Original folk-rnn checkpoints: safe loading, the exact layout, and the imported model's
 forward pass against an independent numpy implementation of Lasagne's LSTM."""
 
-import io
 import json
 import os
 import pickle

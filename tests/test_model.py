@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from folkrnn_jax import vocab
 from folkrnn_jax.model import FolkRNN, count_params

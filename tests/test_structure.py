@@ -3,7 +3,6 @@
 import os
 from fractions import Fraction
 
-import pytest
 
 from folkrnn_jax import data, structure
 
