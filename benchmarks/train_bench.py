@@ -52,7 +52,7 @@ flags.DEFINE_integer("num_layers", 3, "LSTM layers.")
 flags.DEFINE_integer("rounds", 3, "Alternating timing rounds per framework.")
 flags.DEFINE_integer("steps", 4, "Timed steps per round.")
 flags.DEFINE_integer("round_warmup", 1, "Untimed steps at the start of each round: the first step after the "
-                     "other framework ran is slow for both (measured: +300-500 ms for either).")
+                     "other framework ran is slow (measured: ours +300-500 ms after torch's steps).")
 flags.DEFINE_integer("unroll", 1, "lax.scan unroll of the LSTM time loop (1 was fastest on a 2-core CPU).")
 flags.DEFINE_boolean("fused_backward", True, "Hand-written LSTM backward pass (custom_vjp).")
 flags.DEFINE_string("matmul_dtype", "float32", "float32, or bfloat16 (GPU).")
