@@ -1,5 +1,6 @@
 """A mid-size model for a CPU: v2's three layers at half the width (3 x 256), dropout 0.3,
-batch 32, 40 epochs of the default corpus (about 45 minutes on 2 CPU cores). Good enough for
+batch 32, 40 epochs of the default corpus (about 35 minutes on 2 CPU cores; validation loss
+1.26 nats/token, and 100% valid tunes with `experiments.sample --constrain`). Good enough for
 measuring what sampled tunes look like without a GPU."""
 
 import ml_collections
