@@ -14,7 +14,11 @@ i, whatever the batch. Options:
   positions are forced; a ``*`` in a prefix is a wildcard the model fills; ``meter`` and
   ``mode`` build the ``M:``/``K:`` header;
 * early stop when all tunes have ended, ``steps`` reported; ``truncated`` marks tunes that
-  reached ``max_length`` without ``</s>``.
+  reached ``max_length`` without ``</s>``;
+* ``constrain``: structure-constrained sampling (``folkrnn_jax.constraint``), the tokens that
+  would break a bar length, repeat or ending masked at every step inside the loop;
+* a model with ``matmul_dtype="bfloat16"`` samples with its weight matrices cast once
+  (``sampling_params``), float32 state.
 
 * prefixes may also be ABC text (``"M:6/8 K:Dmix |: A>B c2"``), converted by
   ``folkrnn_jax.abc`` (``abc_prefix``);
