@@ -39,7 +39,7 @@ import numpy as np
 from absl import app, flags
 
 from folkrnn_jax import sample, vocab
-from folkrnn_jax.model import FolkRNN
+from folkrnn_jax.model import FolkRNN, lstm_cell
 
 flags.DEFINE_list("batches", ["1", "16", "256"], "Batch sizes (tunes sampled together).")
 flags.DEFINE_integer("steps", 256, "Tokens sampled per tune.")
@@ -90,11 +90,9 @@ def make_plain(params, batch, steps):
             for j in range(L):
                 if j > 0:
                     x = jnp.dot(new_hs[-1], params[f"lstm_{j}_w_in"], precision=hp)
-                z = x + jnp.dot(hs[j], params[f"lstm_{j}_w_hid"], precision=hp) + params[f"lstm_{j}_bias"]
-                i, f, g, o = jnp.split(z, 4, axis=-1)
-                c = jax.nn.sigmoid(f) * cs[j] + jax.nn.sigmoid(i) * jnp.tanh(g)
+                (c, h), _ = lstm_cell(params[f"lstm_{j}_w_hid"], (cs[j], hs[j]), x + params[f"lstm_{j}_bias"])
                 new_cs.append(c)
-                new_hs.append(jax.nn.sigmoid(o) * jnp.tanh(c))
+                new_hs.append(h)
             logits = jnp.dot(new_hs[-1], params["output"]["kernel"], precision=hp) + out_bias
             token = jax.random.categorical(jax.random.fold_in(key, t), logits).astype(jnp.int32)
             return (token, new_cs, new_hs), token
