@@ -351,11 +351,15 @@ def validation_metrics(workdir: str, data_path: str | None = None, seed: int = 0
     if data_path:
         config.data_path = data_path
     model, params, step = runs.load_run(workdir)
-    _, valid = train.load_sequences(config)
-    batches = data.evaluation_batches(valid, config.batch_size)
+    valid = train.load_sequences(config).valid
+    batches = {name: data.evaluation_batches(seqs, config.batch_size) for name, seqs in valid.items()}
     dropout = bool(config.get("eval_dropout", False))  # as the run itself evaluated
-    metrics = train.evaluate(train.make_eval_step(model, dropout=dropout), params, batches, jax.random.PRNGKey(seed))
-    metrics.update(step=step, valid_tunes=len(valid), data_path=config.data_path, dropout=dropout)
+    eval_step = train.make_eval_step(model, dropout=dropout)
+    metrics = train.evaluate_sources(eval_step, params, batches, jax.random.PRNGKey(seed))
+    metrics.update(
+        step=step, valid_tunes=sum(len(v) for v in valid.values()), data_path=config.data_path,
+        dropout=dropout, valid_tunes_by_source={name: len(v) for name, v in valid.items()},
+    )
     return metrics
 
 

@@ -194,20 +194,33 @@ def evaluate(
 # The loop
 
 
-def load_sequences(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    tunes = data.read_v2_file(config.data_path)
-    if config.get("max_tune_length", 0):
-        tunes = [t for t in tunes if len(t) + 2 <= config.max_tune_length]
-    sequences = data.encode_tunes(tunes)
-    train, valid = data.split_train_valid(
-        sequences, config.valid_fraction, config.batch_size, seed=config.split_seed
+def load_sequences(config: ml_collections.ConfigDict) -> data.TrainingMix:
+    """The training mix of ``config.data_path`` (one file or several, comma-separated)."""
+    mix = data.load_training_mix(
+        config.data_path, config.valid_fraction, config.batch_size, seed=config.split_seed,
+        max_length=config.get("max_tune_length", 0),
     )
-    if len(train) < config.batch_size:
+    if len(mix.train) < config.batch_size:
         raise ValueError(
-            f"{config.data_path}: {len(train)} training tunes, fewer than one batch of "
+            f"{config.data_path}: {len(mix.train)} training tunes, fewer than one batch of "
             f"{config.batch_size}; lower --config.batch_size or use more data"
         )
-    return train, valid
+    return mix
+
+
+def evaluate_sources(
+    eval_step: Callable, params: Any, batches: dict[str, list[data.Batch]], key: Array,
+    mesh: jax.sharding.Mesh | None = None,
+) -> dict:
+    """``evaluate`` over all validation batches together (``valid_loss`` ...) and, when there
+    are several sources, per source as ``valid_loss/NAME`` and ``valid_loss_per_tune/NAME``."""
+    combined = evaluate(eval_step, params, [b for bs in batches.values() for b in bs], key, mesh)
+    if len(batches) > 1:
+        for name, source_batches in batches.items():
+            m = evaluate(eval_step, params, source_batches, key, mesh)
+            combined[f"valid_loss/{name}"] = m["valid_loss"]
+            combined[f"valid_loss_per_tune/{name}"] = m["valid_loss_per_tune"]
+    return combined
 
 
 class MetricsWriter:
@@ -244,12 +257,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     parallel.check_batch_size(config.batch_size, mesh)
     if mesh is not None:
         logging.info("data parallel over %d devices (%d processes)", mesh.size, jax.process_count())
-    train_seqs, valid_seqs = load_sequences(config)
+    mix = load_sequences(config)
+    train_seqs = mix.train
     steps_per_epoch = len(train_seqs) // config.batch_size
     total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
     logging.info(
         "data %s: %d training tunes, %d validation tunes, %d steps per epoch, %d steps",
-        config.data_path, len(train_seqs), len(valid_seqs), steps_per_epoch, total_steps,
+        config.data_path, len(train_seqs), len(mix.all_valid), steps_per_epoch, total_steps,
     )
 
     rng = jax.random.PRNGKey(config.seed)
@@ -268,13 +282,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     train_step = make_train_step(model, config.loss_normalization, mesh)
     eval_step = make_eval_step(model, dropout=config.eval_dropout, mesh=mesh)
-    valid_batches = data.evaluation_batches(valid_seqs, config.batch_size) if valid_seqs else []
+    valid_batches = {
+        name: data.evaluation_batches(seqs, config.batch_size) for name, seqs in mix.valid.items()
+    }
 
     step = start_step
     window_losses: list[Array] = []
     window_tokens = 0
-    window_start = time.time()
-    while step < total_steps:
+    window_start = loop_start = time.time()
+    time_budget = config.get("max_train_seconds", 0)
+    out_of_time = False
+    while step < total_steps and not out_of_time:
         epoch = step // steps_per_epoch
         batches = data.epoch_batches(train_seqs, config.batch_size, config.seed, epoch)
         for indices in batches[step - epoch * steps_per_epoch :]:
@@ -287,13 +305,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             step += 1
             window_losses.append(loss)
             window_tokens += batch.num_tokens
-            is_last = step == total_steps
+            out_of_time = bool(time_budget) and time.time() - loop_start > time_budget
+            is_last = step == total_steps or out_of_time
             end_of_epoch = step % steps_per_epoch == 0
             record = {}
             if step % config.log_every_steps == 0 or is_last:
+                # Reading the losses waits for the steps to finish, so the clock is read after.
+                train_loss = float(np.mean(jax.device_get(window_losses)))
                 elapsed = time.time() - window_start
                 record.update(
-                    train_loss=float(np.mean(jax.device_get(window_losses))),
+                    train_loss=train_loss,
                     learning_rate=float(current_learning_rate(state.opt_state)),
                     tokens_per_s=window_tokens / max(elapsed, 1e-9),
                 )
@@ -303,7 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 or end_of_epoch
                 or (config.eval_every_steps and step % config.eval_every_steps == 0)
             ):
-                record.update(evaluate(eval_step, state.params, valid_batches, eval_rng, mesh))
+                record.update(evaluate_sources(eval_step, state.params, valid_batches, eval_rng, mesh))
             if record:
                 record = {"step": step, "epoch": step / steps_per_epoch, **record}
                 if jax.process_index() == 0:
@@ -316,6 +337,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 checkpoints.save(manager, step, state)
             if "train_loss" in record:
                 window_start = time.time()  # evaluation and saving do not count as training time
+            if out_of_time:
+                logging.info("stopping at step %d: max_train_seconds=%s reached", step, time_budget)
+                break
     manager.wait_until_finished()
     manager.close()
     return state
