@@ -30,7 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 64
     config.num_epochs = 100
     config.num_train_steps = 0  # >0 overrides num_epochs
-    config.max_train_seconds = 0  # >0: stop (with a checkpoint) after this many seconds of this run
+    config.max_train_seconds = 0  # >0: stop (with a checkpoint) after this many seconds of training
+    # in this invocation, compilation not counted
     config.learning_rate = 0.003
     config.lr_decay = 0.97
     config.lr_decay_after_epochs = 20
