@@ -6,7 +6,7 @@ one-tune-at-a-time numpy sampling, same process, interleaved rounds, medians.
 The model is v2 size (3 x 512 LSTM, vocab 137), random weights, float32. Every tune runs a
 fixed ``--steps`` tokens (``</s>`` gets a -1e9 logit bias, so nothing stops early):
 
-* ours: ``sample.sample_tunes`` (while_loop over 16-step scan chunks, one jit);
+* ours: ``sampler.sample_tunes`` (while_loop over 16-step scan chunks, one jit);
 * plain: a plain ``lax.scan`` sampler with none of the features (the issue's reference
   point: "a plain lax.scan sampler measured here gave 9.5x, 3.7x and 1.2x");
 * torch: ``nn.LSTM(137, 512, 3)`` stepped one token at a time on one-hot input with
@@ -38,8 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from folkrnn_jax import sample, vocab
-from folkrnn_jax.model import FolkRNN, lstm_cell
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.music import vocab
+from folkrnn_jax.model.folkrnn import FolkRNN
+from folkrnn_jax.model.lstm import lstm_cell
 
 flags.DEFINE_list("batches", ["1", "16", "256"], "Batch sizes (tunes sampled together).")
 flags.DEFINE_integer("steps", 256, "Tokens sampled per tune.")
@@ -66,7 +68,7 @@ def make_ours(model, params, batch, steps, constrain=False):
     bias[vocab.END_ID] = -1e9
 
     def run(seed):
-        result = sample.sample_tunes(model, params, jax.random.PRNGKey(seed), batch, (), 1.0, steps + 1,
+        result = sampler.sample_tunes(model, params, jax.random.PRNGKey(seed), batch, (), 1.0, steps + 1,
                                      logit_bias=bias, constrain=constrain)
         assert result.steps == steps + 1
         return result.ids

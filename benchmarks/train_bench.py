@@ -42,7 +42,9 @@ import optax
 from absl import app, flags
 
 from experiments.configs import v2
-from folkrnn_jax import train
+from folkrnn_jax.training import loss as loss_lib
+from folkrnn_jax.training import state as state_lib
+from folkrnn_jax.training import steps as steps_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 64, "Tunes per batch.")
@@ -125,7 +127,7 @@ def make_reference_train_step(num_layers: int, normalization: str = "token"):
     def step(state, batch):
         def loss_fn(params):
             logits = reference_logits(params, batch["inputs"], batch["mask"], num_layers)
-            return train.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"], normalization)
+            return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"], normalization)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -140,9 +142,9 @@ def compare_with_reference(config, batches, steps: int, per_step: bool = False):
     ``per_step`` the list of differences."""
     config = config.copy_and_resolve_references()
     config.dropout_rate = 0.0
-    model, state = train.create_train_state(config, jax.random.PRNGKey(0), 100)
+    model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 100)
     ref_state = jax.tree_util.tree_map(jnp.copy, state)  # train_step donates its state
-    fast = train.make_train_step(model, config.loss_normalization)
+    fast = steps_lib.make_train_step(model, config.loss_normalization)
     ref = make_reference_train_step(config.num_layers, config.loss_normalization)
     diffs = []
     for i in range(steps):
@@ -160,15 +162,15 @@ def gradient_difference(config, batch) -> float:
     gradient components into visibly different losses after a few steps."""
     config = config.copy_and_resolve_references()
     config.dropout_rate = 0.0
-    model, state = train.create_train_state(config, jax.random.PRNGKey(0), 100)
+    model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 100)
 
     def fast_loss(params):
         logits = model.apply({"params": params}, batch["inputs"], mask=batch["mask"])
-        return train.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
 
     def ref_loss(params):
         logits = reference_logits(params, batch["inputs"], batch["mask"], config.num_layers)
-        return train.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
 
     ga = jax.jit(jax.grad(fast_loss))(state.params)
     gb = jax.jit(jax.grad(ref_loss))(state.params)
@@ -249,8 +251,8 @@ def _memory_only(which: str) -> None:
     if which == "jax":
         config = bench_config(FLAGS.hidden_size, FLAGS.num_layers, FLAGS.batch_size, FLAGS.unroll,
                               FLAGS.fused_backward, FLAGS.matmul_dtype)
-        model, state = train.create_train_state(config, jax.random.PRNGKey(0), 100)
-        step = train.make_train_step(model, config.loss_normalization)
+        model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 100)
+        step = steps_lib.make_train_step(model, config.loss_normalization)
         jbatch = jax.device_put(batch)
         analysis = step.lower(state, jbatch, jax.random.PRNGKey(0)).compile().memory_analysis()
         if analysis is not None:
@@ -300,8 +302,8 @@ def main(argv):
     config = bench_config(FLAGS.hidden_size, FLAGS.num_layers, B, FLAGS.unroll, FLAGS.fused_backward,
                           FLAGS.matmul_dtype)
 
-    model, state = train.create_train_state(config, jax.random.PRNGKey(0), 100)
-    jax_step = train.make_train_step(model, config.loss_normalization)
+    model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 100)
+    jax_step = steps_lib.make_train_step(model, config.loss_normalization)
     jbatches = [jax.device_put(b) for b in batches]
     t0 = time.perf_counter()
     state, loss = jax_step(state, jbatches[0], jax.random.PRNGKey(0))

@@ -3,7 +3,7 @@
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax import analysis
+from folkrnn_jax.analysis import probes
 
 flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
 flags.DEFINE_string("output", None, "Directory for the PNG and JSON (default: WORKDIR/analysis).")
@@ -12,12 +12,12 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def main_for(kind: str) -> None:
-    """Run ``analysis.ANALYSES[kind]`` as an absl program."""
+    """Run ``probes.ANALYSES[kind]`` as an absl program."""
 
     def main(argv):
         del argv
         fl = flags.FLAGS
-        paths = analysis.ANALYSES[kind](fl.workdir, fl.output or f"{fl.workdir}/analysis", fl.seed)
+        paths = probes.ANALYSES[kind](fl.workdir, fl.output or f"{fl.workdir}/analysis", fl.seed)
         logging.info("wrote %s", ", ".join(paths))
 
     cli.run(main)

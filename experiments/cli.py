@@ -4,19 +4,19 @@ import sys
 
 from absl import app, logging
 
-from folkrnn_jax.errors import USER_ERRORS
+from folkrnn_jax.errors import UserError
 
 
 def run(main) -> None:
-    """``app.run(main)``, printing bad input (missing file, unknown token, malformed data) as
-    one line naming the problem instead of a traceback."""
+    """``app.run(main)``, printing bad input (a ``UserError``: missing file, unknown token,
+    malformed data, bad flag value, missing tool) as one line naming the problem; any other
+    exception keeps its traceback."""
 
     def guarded(argv):
         try:
             return main(argv)
-        except USER_ERRORS as error:
-            message = error.args[0] if error.args else str(error)
-            print(f"error: {message}", file=sys.stderr)
+        except UserError as error:
+            print(f"error: {error.message}", file=sys.stderr)
             sys.exit(2)
 
     logging.set_verbosity(logging.INFO)

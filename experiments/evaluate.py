@@ -14,7 +14,14 @@ import jax
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax import checkpoints, data, evaluate, runs, sample, vocab
+from folkrnn_jax.analysis import novelty as novelty_lib
+from folkrnn_jax.analysis import report as report_lib
+from folkrnn_jax.analysis import statistics as statistics_lib
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.music import vocab
+from folkrnn_jax.training import checkpoints
+from folkrnn_jax.training import runs as runs_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
@@ -25,7 +32,7 @@ flags.DEFINE_integer("num_tunes", 200, "Tunes to sample when --samples is absent
 flags.DEFINE_float("temperature", 1.0, "Sampling temperature when --samples is absent.")
 flags.DEFINE_integer("seed", 0, "Sampling seed when --samples is absent.")
 flags.DEFINE_integer("max_length", 1000, "Maximum tokens per sampled tune.")
-flags.DEFINE_integer("novelty_threshold", evaluate.DEFAULT_NOVELTY_THRESHOLD,
+flags.DEFINE_integer("novelty_threshold", novelty_lib.DEFAULT_NOVELTY_THRESHOLD,
                      "Flag generated tunes sharing this many consecutive tokens with a training tune.")
 flags.DEFINE_bool("validation", True, "Compute the validation NLL of the checkpoint.")
 flags.mark_flags_as_required(["workdir"])
@@ -35,17 +42,17 @@ def main(argv):
     del argv
     config = checkpoints.load_config(FLAGS.workdir)
     data_path = FLAGS.data or config.data_path
-    training = data.read_v2_file(data_path)
+    training = v2_format.read_v2_file(data_path)
     report = {"data_path": data_path, "workdir": FLAGS.workdir}
     if FLAGS.validation:
-        report["validation"] = evaluate.validation_metrics(FLAGS.workdir, FLAGS.data)
+        report["validation"] = report_lib.validation_metrics(FLAGS.workdir, FLAGS.data)
         logging.info("validation: %s", report["validation"])
     if FLAGS.samples:
-        generated = evaluate.read_tunes(FLAGS.samples)
+        generated = v2_format.read_tunes(FLAGS.samples)
         report["samples"] = FLAGS.samples
     else:
-        model, params, step = runs.load_run(FLAGS.workdir)
-        result = sample.sample_tunes(
+        model, params, step = runs_lib.load_run(FLAGS.workdir)
+        result = sampler.sample_tunes(
             model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, (),
             FLAGS.temperature, FLAGS.max_length,
         )
@@ -54,10 +61,10 @@ def main(argv):
         ]
         report["samples"] = {"step": step, "num_tunes": FLAGS.num_tunes, "seed": FLAGS.seed,
                              "temperature": FLAGS.temperature, "truncated": int(result.truncated.sum())}
-    report["training"] = evaluate.corpus_statistics(training)
-    report["generated"] = evaluate.corpus_statistics(generated)
-    report["novelty"] = evaluate.novelty(generated, training, FLAGS.novelty_threshold)
-    paths = evaluate.write_report(report, FLAGS.output or f"{FLAGS.workdir}/eval")
+    report["training"] = statistics_lib.corpus_statistics(training)
+    report["generated"] = statistics_lib.corpus_statistics(generated)
+    report["novelty"] = novelty_lib.novelty(generated, training, FLAGS.novelty_threshold)
+    paths = report_lib.write_report(report, FLAGS.output or f"{FLAGS.workdir}/eval")
     logging.info("wrote %s and %s", paths["markdown"], paths["json"])
 
 

@@ -17,8 +17,11 @@ import os
 from absl import flags, logging
 
 from experiments import cli
+from folkrnn_jax.errors import InputError
 from experiments.configs import v2_as_trained
-from folkrnn_jax import checkpoints, legacy, train
+from folkrnn_jax.model import legacy
+from folkrnn_jax.training import checkpoints
+from folkrnn_jax.training import state as state_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("pickle", None, "Original folk-rnn checkpoint (Python 2 pickle).")
@@ -29,7 +32,7 @@ flags.mark_flags_as_required(["pickle", "workdir"])
 def import_checkpoint(pickle_path: str, workdir: str) -> legacy.LegacyCheckpoint:
     checkpoint = legacy.load_folkrnn_pickle(pickle_path)
     if os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
-        raise ValueError(f"{workdir} already holds checkpoints; import into a new directory")
+        raise InputError(f"{workdir} already holds checkpoints; import into a new directory")
     config = v2_as_trained.get_config()
     config.num_layers = checkpoint.num_layers
     config.hidden_size = checkpoint.hidden_size
@@ -42,7 +45,7 @@ def import_checkpoint(pickle_path: str, workdir: str) -> legacy.LegacyCheckpoint
     step = int(meta["iters_since_start"] or 0)
     os.makedirs(workdir, exist_ok=True)
     checkpoints.save_config(workdir, config)
-    opt_state = train.optimizer_state_at(config, checkpoint.params, step)
+    opt_state = state_lib.optimizer_state_at(config, checkpoint.params, step)
     checkpoints.save_params(workdir, step, checkpoint.params, opt_state)
     return checkpoint
 

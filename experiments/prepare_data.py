@@ -11,7 +11,7 @@ OUTPUT's .report.json / .report.md next to it.
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax import corpus
+from folkrnn_jax.data import corpus
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("source", None, "A music21 collection name, .abc file/folder, or tunes.csv/.json.")

@@ -14,7 +14,10 @@ import jax
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax import abctools, runs, sample, structure, tunes
+from folkrnn_jax.errors import InputError
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.music import structure, tools, transpose
+from folkrnn_jax.training import runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
@@ -53,9 +56,9 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     del argv
     if FLAGS.key is not None:
-        tunes.parse_root(FLAGS.key)  # a bad --key fails before sampling
+        transpose.parse_root(FLAGS.key)  # a bad --key fails before sampling
     if FLAGS.format == "svg":
-        abctools.require("abcm2ps")  # so does a missing abcm2ps
+        tools.require("abcm2ps")  # so does a missing abcm2ps
     model, params, step = runs.load_run(FLAGS.workdir)
     if FLAGS.matmul_dtype:
         model = model.clone(matmul_dtype=FLAGS.matmul_dtype)
@@ -73,8 +76,8 @@ def main(argv):
 
     if FLAGS.stream:
         if FLAGS.valid_only:
-            raise ValueError("--stream and --valid_only cannot be combined")
-        many = sample.stream_many(
+            raise InputError("--stream and --valid_only cannot be combined")
+        many = sampler.stream_many(
             model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes,
             on_step=lambda line: print(line, flush=True), prefix=FLAGS.prefix,
             temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
@@ -82,7 +85,7 @@ def main(argv):
             constrain=FLAGS.constrain,
         )
     else:
-        many = sample.sample_many(
+        many = sampler.sample_many(
             model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, chunk_size=FLAGS.chunk_size,
             valid_only=FLAGS.valid_only, progress=progress, prefix=FLAGS.prefix,
             temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
@@ -92,7 +95,7 @@ def main(argv):
     titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in many.indices]
     default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
     output = FLAGS.output or os.path.join(FLAGS.workdir, default)
-    written = tunes.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
+    written = output.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
     passing = sum(structure.is_valid_tune(t) for t in many.tunes)
     print(f"{passing} of {len(many.tunes)} tunes ({100.0 * passing / max(1, len(many.tunes)):.1f}%) "
           f"pass the structure checks; {many.sampled} sampled, {many.truncated} of those kept reached "

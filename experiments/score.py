@@ -13,7 +13,9 @@ import os
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax import runs, scoring
+from folkrnn_jax.errors import InputError
+from folkrnn_jax.analysis import scoring as scoring_lib
+from folkrnn_jax.training import runs as runs_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
@@ -27,9 +29,9 @@ flags.mark_flags_as_required(["workdir", "data", "output"])
 def main(argv):
     del argv
     if FLAGS.batch_size < 1:
-        raise ValueError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
-    model, params, step = runs.load_run(FLAGS.workdir, FLAGS.step)
-    records = scoring.score_file(model, params, FLAGS.data, FLAGS.batch_size)
+        raise InputError(f"--batch_size must be at least 1, got {FLAGS.batch_size}")
+    model, params, step = runs_lib.load_run(FLAGS.workdir, FLAGS.step)
+    records = scoring_lib.score_file(model, params, FLAGS.data, FLAGS.batch_size)
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     tmp = FLAGS.output + ".tmp"
     with open(tmp, "w") as f:

@@ -12,7 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import cli
-from folkrnn_jax import sweep
+from folkrnn_jax.training import sweep
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory holding one run_NAME folder per run and the summary.")

@@ -8,7 +8,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import cli
-from folkrnn_jax import train
+from folkrnn_jax.training import loop as loop_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the resolved config.")
@@ -18,7 +18,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    loop_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -41,10 +41,10 @@ def fixture_config(excerpt_path: str, **overrides):
 def train_fixture_run(workdir, **overrides) -> str:
     """Train a small model on the fixture tunes into ``workdir`` (for module-scoped fixtures of
     tests that need a trained run) and return the workdir."""
-    from folkrnn_jax import train
+    from folkrnn_jax.training import loop as loop_lib
 
     config = fixture_config(fixture_path("data_v2_excerpt.txt"), **overrides)
-    train.train_and_evaluate(config, str(workdir))
+    loop_lib.train_and_evaluate(config, str(workdir))
     return str(workdir)
 
 

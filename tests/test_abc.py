@@ -4,7 +4,11 @@ import os
 
 import pytest
 
-from folkrnn_jax import abc, abctools, corpus, vocab
+from folkrnn_jax.data import corpus
+from folkrnn_jax.music import abc_in
+from folkrnn_jax.music import midi as midi_lib
+from folkrnn_jax.music import tools as tools_lib
+from folkrnn_jax.music import vocab
 from tests.conftest import fixture_path
 
 RAW = fixture_path("raw_abc")
@@ -16,7 +20,7 @@ def tune(body: str, key: str = "C", meter: str = "4/4", unit: str | None = "1/8"
 
 
 def body_of(text: str, **kwargs) -> str:
-    result = abc.convert_tune(tune(text, **kwargs))
+    result = abc_in.convert_tune(tune(text, **kwargs))
     assert result.ok, (result.reason, result.detail)
     return " ".join(result.tokens[2:])
 
@@ -55,7 +59,7 @@ FIXTURE_EXPECTED = [
 def test_real_tunes_come_out_in_c_with_mode_and_notes(number, key, mode, start):
     item = fixture_tunes()[number]
     assert f"K:{key}" in item.text.replace("K: ", "K:")
-    result = abc.convert_tune(item.text, item.where)
+    result = abc_in.convert_tune(item.text, item.where)
     assert result.ok, (result.reason, result.detail)
     assert result.tokens[1] == mode
     assert result.tokens[0] in vocab.METER_TOKENS
@@ -66,7 +70,7 @@ def test_real_tunes_come_out_in_c_with_mode_and_notes(number, key, mode, start):
 
 def test_real_tune_with_chords_triplets_endings_repeats():
     item = fixture_tunes()["17"]  # Ryan's Mammoth, Essence of Cinnamon Seed
-    tokens = abc.convert_tune(item.text, item.where).tokens
+    tokens = abc_in.convert_tune(item.text, item.where).tokens
     body = " ".join(tokens[2:])
     assert tokens[:2] == ["M:4/4", "K:Cmaj"]  # M:C
     assert body.startswith("(3 G, A, B, |: C > C E > G (3 [ c E ] [ c E ] [ c E ] (3 c a g |")
@@ -85,7 +89,7 @@ def test_real_tune_with_chords_triplets_endings_repeats():
     ],
 )
 def test_key_spellings(value, root, alter, mode):
-    key = abc.parse_key(value)
+    key = abc_in.parse_key(value)
     assert (key.root_letter, key.root_alter, key.mode) == (root, alter, mode)
 
 
@@ -116,8 +120,8 @@ def test_accidentals_follow_the_v2_key_signature_and_the_bar():
 
 
 def test_ambiguous_accidental_scope_is_left_out():
-    result = abc.convert_tune(tune("^F f"))
-    assert not result.ok and result.reason == abc.R_AMBIGUOUS
+    result = abc_in.convert_tune(tune("^F f"))
+    assert not result.ok and result.reason == abc_in.R_AMBIGUOUS
 
 
 def test_accidental_in_one_octave_and_the_same_letter_in_another():
@@ -137,8 +141,8 @@ def test_durations_relative_to_eighths():
     assert body_of("A B2", unit=None, meter="2/4") == "A /2 B"
     assert body_of("A B2", unit=None, meter="6/8") == "A B 2"
     # A duration with no v2 token leaves the tune out.
-    result = abc.convert_tune(tune("A5/4 B"))
-    assert not result.ok and result.reason == abc.R_DURATION
+    result = abc_in.convert_tune(tune("A5/4 B"))
+    assert not result.ok and result.reason == abc_in.R_DURATION
 
 
 def test_broken_rhythm_triplets_chords():
@@ -146,8 +150,8 @@ def test_broken_rhythm_triplets_chords():
     assert body_of("(3ABc (3:2:3def") == "(3 A B c (3 d e f"
     assert body_of("[CEG] [CE]2 [C2E2] [ce]>d") == "[ C E G ] [ C E ] 2 [ C 2 E 2 ] [ c e ] > d"
     assert body_of("[C4E4]", unit="1/16", meter="2/4") == "[ C 2 E 2 ]"
-    assert abc.convert_tune(tune("A>>B")).reason == abc.R_BROKEN
-    assert abc.convert_tune(tune("(3:4:3ABc")).reason == abc.R_TUPLET
+    assert abc_in.convert_tune(tune("A>>B")).reason == abc_in.R_BROKEN
+    assert abc_in.convert_tune(tune("(3:4:3ABc")).reason == abc_in.R_TUPLET
 
 
 def test_bars_repeats_endings():
@@ -155,7 +159,7 @@ def test_bars_repeats_endings():
     assert body_of("|: A |1 B :|2 c |") == "|: A |1 B :| |2 c |"
     assert body_of("|: A | [1 B :| [2 c |") == "|: A |1 B :| |2 c |"
     assert body_of("A :| B || C D :| E") == "A :| B |: C D :| E"  # repeat from the double bar
-    assert abc.convert_tune(tune("|: A |3 B :|")).reason == abc.R_ENDING
+    assert abc_in.convert_tune(tune("|: A |3 B :|")).reason == abc_in.R_ENDING
 
 
 def test_dropped_decorations_graces_chord_symbols_slurs_ties():
@@ -166,29 +170,29 @@ def test_meters():
     for meter, token in [("C", "M:4/4"), ("C|", "M:4/4"), ("2/2", "M:4/4"), ("6/8", "M:6/8"),
                          ("3/4", "M:3/4"), ("2/4", "M:2/4"), ("9/8", "M:9/8"), ("12/8", "M:12/8"),
                          ("3/2", "M:3/2")]:
-        assert abc.convert_tune(tune("A B", meter=meter)).tokens[0] == token
-    assert abc.convert_tune(tune("A B", meter="5/4")).reason == abc.R_METER
-    assert abc.convert_tune(tune("A B", meter="none")).reason == abc.R_METER
+        assert abc_in.convert_tune(tune("A B", meter=meter)).tokens[0] == token
+    assert abc_in.convert_tune(tune("A B", meter="5/4")).reason == abc_in.R_METER
+    assert abc_in.convert_tune(tune("A B", meter="none")).reason == abc_in.R_METER
 
 
 @pytest.mark.parametrize(
     "text,reason",
     [
-        (tune("A B", key="Dphr"), abc.R_MODE),
-        (tune("A B", key="Glyd"), abc.R_MODE),
-        (tune("A B", key="none"), abc.R_MODE),
-        (tune("A B", extra="V:1\n"), abc.R_VOICES),
-        (tune("A B [K:G] c"), abc.R_KEY_CHANGE),
-        (tune("A B\nM:3/4\nc"), abc.R_METER_CHANGE),
-        (tune("A Z2 |"), abc.R_MULTIREST),
-        (tune('A "unclosed B'), abc.R_SYNTAX),
-        (tune("A # B"), abc.R_SYNTAX),
-        (tune("c''' a"), abc.R_PITCH),
-        ("X:1\nT:no key\nM:4/4\nABC\n", abc.R_NO_KEY),
+        (tune("A B", key="Dphr"), abc_in.R_MODE),
+        (tune("A B", key="Glyd"), abc_in.R_MODE),
+        (tune("A B", key="none"), abc_in.R_MODE),
+        (tune("A B", extra="V:1\n"), abc_in.R_VOICES),
+        (tune("A B [K:G] c"), abc_in.R_KEY_CHANGE),
+        (tune("A B\nM:3/4\nc"), abc_in.R_METER_CHANGE),
+        (tune("A Z2 |"), abc_in.R_MULTIREST),
+        (tune('A "unclosed B'), abc_in.R_SYNTAX),
+        (tune("A # B"), abc_in.R_SYNTAX),
+        (tune("c''' a"), abc_in.R_PITCH),
+        ("X:1\nT:no key\nM:4/4\nABC\n", abc_in.R_NO_KEY),
     ],
 )
 def test_left_out_with_reason(text, reason):
-    result = abc.convert_tune(text, "test")
+    result = abc_in.convert_tune(text, "test")
     assert result.tokens is None
     assert result.reason == reason, result.detail
     assert result.detail
@@ -198,21 +202,21 @@ def test_same_key_again_and_inline_unit_change_are_fine():
     assert body_of("A B\nK:C\nc [L:1/16] d2") == "A B c d"
 
 
-@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+@pytest.mark.skipif(not tools_lib.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
 def test_fixture_tunes_round_trip_through_abc2midi():
     items = list(corpus.read_source(RAW))
     assert len(items) == 9
     for item in items:
-        result = abc.convert_tune(item.text, item.where)
+        result = abc_in.convert_tune(item.text, item.where)
         assert result.ok, (item.where, result.reason, result.detail)
         check = corpus.midi_round_trip(item.text, result.tokens)
         assert check.match, (item.where, check.detail)
 
 
-@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+@pytest.mark.skipif(not tools_lib.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
 def test_round_trip_detects_a_wrong_note():
     item = fixture_tunes()["34"]
-    tokens = abc.convert_tune(item.text).tokens
+    tokens = abc_in.convert_tune(item.text).tokens
     index = tokens.index("=A")
     wrong = tokens[:index] + ["A"] + tokens[index + 1:]  # A-flat instead of A natural
     assert not corpus.midi_round_trip(item.text, wrong).match
@@ -227,12 +231,12 @@ def test_fixture_folder_exists():
 SIMPLE = "X:1\nT:scale\nM:4/4\nL:1/4\nK:C\nC D [EG] z | c2 A2 |\n"
 
 
-@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+@pytest.mark.skipif(not tools_lib.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
 def test_abctools_midi_notes():
-    midi = abctools.abc_to_midi(SIMPLE)
+    midi = tools_lib.abc_to_midi(SIMPLE)
     assert midi[:4] == b"MThd"
-    quarter = abctools.midi_resolution(midi)
-    notes = abctools.midi_notes(midi)
+    quarter = midi_lib.midi_resolution(midi)
+    notes = midi_lib.midi_notes(midi)
     assert [pitch for _, pitch, _ in notes] == [60, 62, 64, 67, 72, 69]
     starts = [start - notes[0][0] for start, _, _ in notes]
     # abc2midi starts the notes of a chord a few ticks apart.
@@ -243,17 +247,17 @@ def test_abctools_midi_notes():
     assert abs(lengths[4] - 2 * quarter) <= 2 and abs(lengths[0] - quarter) <= 2
 
 
-@pytest.mark.skipif(not abctools.have("abcm2ps"), reason="abcm2ps is not on PATH")
+@pytest.mark.skipif(not tools_lib.have("abcm2ps"), reason="abcm2ps is not on PATH")
 def test_abctools_render_svg(tmp_path):
-    paths = abctools.render_svg(SIMPLE, str(tmp_path))
+    paths = tools_lib.render_svg(SIMPLE, str(tmp_path))
     assert paths and all(p.endswith(".svg") and os.path.getsize(p) > 0 for p in paths)
     with open(paths[0]) as f:
         assert "<svg" in f.read(1000)
 
 
 def test_abctools_missing_tool_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(abctools.shutil, "which", lambda name: None)
-    with pytest.raises(abctools.ToolMissingError, match="apt-get install abcmidi"):
-        abctools.abc_to_midi(SIMPLE)
-    with pytest.raises(abctools.ToolMissingError, match="abcm2ps"):
-        abctools.render_svg(SIMPLE, "/tmp")
+    monkeypatch.setattr(tools_lib.shutil, "which", lambda name: None)
+    with pytest.raises(tools_lib.ToolMissingError, match="apt-get install abcmidi"):
+        tools_lib.abc_to_midi(SIMPLE)
+    with pytest.raises(tools_lib.ToolMissingError, match="abcm2ps"):
+        tools_lib.render_svg(SIMPLE, "/tmp")

@@ -5,7 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from folkrnn_jax import analysis, runs, vocab
+from folkrnn_jax.analysis import probes
+from folkrnn_jax.music import vocab
+from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module, train_fixture_run
 
 
@@ -17,11 +19,11 @@ def tiny_run(tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("kind", sorted(analysis.ANALYSES))
+@pytest.mark.parametrize("kind", sorted(probes.ANALYSES))
 def test_analysis_writes_pngs(tiny_run, tmp_path, kind):
-    # In-process (the commands are experiments/analyze_KIND.py -> analysis.ANALYSES[KIND]);
+    # In-process (the commands are experiments/analyze_KIND.py -> probes.ANALYSES[KIND]);
     # test_analysis_commands runs the command lines themselves.
-    paths = analysis.ANALYSES[kind](tiny_run, str(tmp_path))
+    paths = probes.ANALYSES[kind](tiny_run, str(tmp_path))
     assert all(os.path.exists(p) for p in paths)
     assert any(p.endswith(".png") for p in paths) and any(p.endswith(".json") for p in paths)
     if kind == "record":
@@ -39,40 +41,40 @@ def test_analysis_commands(tiny_run, tmp_path, kind):
 
 
 def test_unit_mask_and_logit_bias(tiny_run):
-    model, params, _ = runs.load_run(tiny_run)
+    model, params, _ = runs_lib.load_run(tiny_run)
     tokens = ["<s>", "M:4/4", "K:Cmaj", "G", "A", "B", "c", "|", "d", "2", "B", "G", "|"]
-    plain = analysis.record(model, params, tokens)
+    plain = probes.record(model, params, tokens)
     ones = np.ones((model.num_layers, model.hidden_size), np.float32)
-    same = analysis.record(model, params, tokens, unit_mask=ones)
+    same = probes.record(model, params, tokens, unit_mask=ones)
     for key in plain:
         np.testing.assert_array_equal(plain[key], same[key])
     ablated_mask = ones.copy()
     ablated_mask[-1, :8] = 0.0
-    ablated = analysis.record(model, params, tokens, unit_mask=ablated_mask)
+    ablated = probes.record(model, params, tokens, unit_mask=ablated_mask)
     assert np.all(ablated["layer_1/h"][:, :8] == 0.0)
     assert not np.allclose(ablated["logits"], plain["logits"])
     bias = np.zeros(vocab.VOCAB_SIZE, np.float32)
     bias[vocab.TOKEN_TO_ID["^f"]] = 2.0
-    nudged = analysis.record(model, params, tokens, logit_bias=bias)
+    nudged = probes.record(model, params, tokens, logit_bias=bias)
     np.testing.assert_allclose(nudged["logits"] - plain["logits"], np.broadcast_to(bias, plain["logits"].shape),
                                atol=1e-5)
     # A float one-hot input is the int input.
     onehot = np.eye(vocab.VOCAB_SIZE, dtype=np.float32)[vocab.encode(tokens)]
-    np.testing.assert_allclose(analysis.record(model, params, onehot)["logits"], plain["logits"], atol=1e-5)
+    np.testing.assert_allclose(probes.record(model, params, onehot)["logits"], plain["logits"], atol=1e-5)
 
 
 def test_two_hot_forcing_changes_samples(tiny_run):
-    model, params, _ = runs.load_run(tiny_run)
+    model, params, _ = runs_lib.load_run(tiny_run)
     zero = np.zeros(vocab.VOCAB_SIZE, np.float32)
-    a = analysis.forced_tunes(model, params, 0, 2, 0.0, zero, num_steps=60)
-    b = analysis.forced_tunes(model, params, 0, 2, 1.0, zero, num_steps=60)
+    a = probes.forced_tunes(model, params, 0, 2, 0.0, zero, num_steps=60)
+    b = probes.forced_tunes(model, params, 0, 2, 1.0, zero, num_steps=60)
     # (a barely trained model may sample the same tokens either way: the logits must differ)
     tokens = ["<s>", "M:4/4", "K:Cmaj", "G", "A", "B", "c", "|"]
     onehot = np.eye(vocab.VOCAB_SIZE, dtype=np.float32)[vocab.encode(tokens)]
     two_hot = 0.7 * onehot
     two_hot[:, vocab.TOKEN_TO_ID["^f"]] += 0.3
-    assert not np.allclose(analysis.record(model, params, two_hot)["logits"],
-                           analysis.record(model, params, onehot)["logits"])
+    assert not np.allclose(probes.record(model, params, two_hot)["logits"],
+                           probes.record(model, params, onehot)["logits"])
     assert all(t[:2] == ["M:4/4", "K:Cmaj"] for t in a + b)
 
 
@@ -81,12 +83,12 @@ def test_bar_period_power_finds_periodic_unit():
     h = np.zeros((len(tokens), 3))
     h[:, 0] = [1.0 if t == "|" else 0.0 for t in tokens]
     h[:, 1] = np.random.default_rng(0).normal(size=len(tokens))
-    power, period = analysis.bar_period_power(h, tokens)
+    power, period = probes.bar_period_power(h, tokens)
     assert period == 4 and power[0] > 0.4 and power[1] < 0.2  # the impulse train has half its power at 1/4
 
 
 def test_enharmonic_pairs_present():
-    pairs = analysis.enharmonic_pairs()
+    pairs = probes.enharmonic_pairs()
     assert ("^f", "_g") in pairs and ("_C", "B,") in pairs
 
 
@@ -98,7 +100,7 @@ def test_bar_placement_measures():
     probs[2] = 0.0
     probs[2, bar] = 0.9
     probs[2, note] = 0.1
-    assert analysis.bar_placement_accuracy(probs, targets) == 1.0
-    assert analysis.bar_probability(probs, targets) == pytest.approx(0.9)
+    assert probes.bar_placement_accuracy(probs, targets) == 1.0
+    assert probes.bar_probability(probs, targets) == pytest.approx(0.9)
     probs[2] = probs[0]
-    assert analysis.bar_placement_accuracy(probs, targets) == 0.5
+    assert probes.bar_placement_accuracy(probs, targets) == 0.5

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from experiments.configs import v2, v2_as_trained
-from folkrnn_jax import data, model as model_lib, train
+from folkrnn_jax.data import batching
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.model import folkrnn
+from folkrnn_jax.training import loss as loss_lib
+from folkrnn_jax.training import metrics as metrics_lib
+from folkrnn_jax.training import state as state_lib
+from folkrnn_jax.training import steps as steps_lib
 from tests.conftest import ROOT
 
 H = 8
@@ -58,12 +64,12 @@ def reference_loss(params, inputs, targets, mask, lengths, num_layers, clip_boun
 
 
 def small_setup(excerpt_path, clip, num_layers=2, scale=0.1, lengths=(14, 9, 17)):
-    model = model_lib.FolkRNN(
+    model = folkrnn.FolkRNN(
         num_layers=num_layers, hidden_size=H, dropout_rate=0.0, learn_initial_state=True,
         gate_grad_clip=clip, init_scale=scale,
     )
-    seqs = data.encode_tunes(data.read_v2_file(excerpt_path))[: len(lengths)]
-    batch = data.make_batch([s[:n] for s, n in zip(seqs, lengths)])
+    seqs = v2_format.encode_tunes(v2_format.read_v2_file(excerpt_path))[: len(lengths)]
+    batch = batching.make_batch([s[:n] for s, n in zip(seqs, lengths)])
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.int32))["params"]
     # Non-zero initial cells, as in a trained checkpoint.
     params = dict(params)
@@ -74,7 +80,7 @@ def small_setup(excerpt_path, clip, num_layers=2, scale=0.1, lengths=(14, 9, 17)
 
 def model_loss(model, params, batch, scale=1.0):
     logits = model.apply({"params": params}, batch.inputs, train=False, mask=batch.mask)
-    return scale * train.sequence_loss(logits, batch.targets, batch.mask, batch.lengths, "tune")
+    return scale * loss_lib.sequence_loss(logits, batch.targets, batch.mask, batch.lengths, "tune")
 
 
 def assert_trees_close(a, b, atol=1e-5, rtol=1e-4):
@@ -129,7 +135,7 @@ def test_lstm_scan_clips_each_step(fused):
     weights = jnp.asarray(50.0 * rng.randn(T, B, H), jnp.float32)
 
     def loss(xp, clip):
-        _, hs = model_lib.lstm_scan(w_hid, xp, carry, gate_grad_clip=clip, fused_backward=fused)
+        _, hs = folkrnn.lstm_scan(w_hid, xp, carry, gate_grad_clip=clip, fused_backward=fused)
         return (hs * weights).sum()
 
     dz_plain = np.abs(np.asarray(jax.grad(loss)(x_proj, 0.0)))
@@ -142,21 +148,21 @@ def test_lstm_scan_clips_each_step(fused):
 def test_initial_states_are_learned(excerpt_path):
     config = v2_as_trained.get_config()
     config.num_layers, config.hidden_size, config.batch_size = 2, H, 4
-    model, state = train.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
+    model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), steps_per_epoch=10)
     names = [f"lstm_{j}_{k}" for j in range(2) for k in ("cell_init", "hid_init")]
     before = {n: np.asarray(state.params[n]).copy() for n in names}
     assert not before["lstm_0_cell_init"].any() and np.isclose(np.linalg.norm(before["lstm_0_hid_init"]), 1.0)
-    seqs = data.encode_tunes(data.read_v2_file(excerpt_path))[:4]
-    batch = train.batch_to_dict(data.make_batch(seqs))
+    seqs = v2_format.encode_tunes(v2_format.read_v2_file(excerpt_path))[:4]
+    batch = steps_lib.batch_to_dict(batching.make_batch(seqs))
     grads = jax.grad(
-        lambda p: train.sequence_loss(
+        lambda p: loss_lib.sequence_loss(
             model.apply({"params": p}, batch["inputs"], train=False, mask=batch["mask"]),
             batch["targets"], batch["mask"], batch["lengths"], "tune",
         )
     )(state.params)
     for n in names:
         assert np.abs(np.asarray(grads[n])).max() > 0, n
-    step = train.make_train_step(model, config.loss_normalization)
+    step = steps_lib.make_train_step(model, config.loss_normalization)
     state, _ = step(state, batch, jax.random.PRNGKey(1))
     for n in names:
         assert not np.array_equal(np.asarray(state.params[n]), before[n]), n
@@ -165,7 +171,7 @@ def test_initial_states_are_learned(excerpt_path):
 def test_rmsprop_is_lasagnes():
     """One update: p - 0.003 * g / sqrt(0.9 * 0 + 0.1 * g^2 + 1e-6) (epsilon inside the root)."""
     config = v2_as_trained.get_config()
-    tx = train.make_optimizer(config, steps_per_epoch=10)
+    tx = state_lib.make_optimizer(config, steps_per_epoch=10)
     params = {"w": jnp.asarray([1.0, -2.0, 0.5])}
     g = {"w": jnp.asarray([0.3, -0.001, 2.0])}
     updates, _ = tx.update(g, tx.init(params), params)
@@ -185,8 +191,8 @@ def test_presets_differ_only_in_the_quirks():
     assert (as_ran.rmsprop_decay, as_ran.rmsprop_eps, as_ran.init_scale) == (0.9, 1e-6, 0.1)
     assert set(as_ran.keys()) == set(configured.keys())
     # The rate stays 0.003 at epoch 60 as it ran; as configured it has decayed by then.
-    assert train.learning_rate_schedule(as_ran, 10)(600) == pytest.approx(0.003)
-    assert train.learning_rate_schedule(configured, 10)(600) == pytest.approx(0.003 * 0.97**40, rel=1e-5)
+    assert state_lib.learning_rate_schedule(as_ran, 10)(600) == pytest.approx(0.003)
+    assert state_lib.learning_rate_schedule(configured, 10)(600) == pytest.approx(0.003 * 0.97**40, rel=1e-5)
 
 
 def _launch(config_file, workdir, data_path, steps, *extra):
@@ -213,7 +219,7 @@ def test_both_presets_train_from_the_launcher(tmp_path, excerpt_path):
     cfg = json.load(open(tmp_path / "v2" / "config.json"))
     assert (cfg["gate_grad_clip"], cfg["grad_clip_norm"], cfg["learn_initial_state"]) == (0.0, 5.0, False)
     for name in procs:
-        records = train.read_metrics(str(tmp_path / name))
+        records = metrics_lib.read_metrics(str(tmp_path / name))
         assert records[-1]["step"] == 4 and "valid_loss" in records[-1]
         rates = [r["learning_rate"] for r in records if "learning_rate" in r]
         assert rates and all(r == pytest.approx(0.003) for r in rates)
@@ -231,7 +237,7 @@ def test_v2_as_trained_learns_on_the_default_corpus(tmp_path):
     )
     _, err = proc.communicate(timeout=3000)
     assert proc.returncode == 0, err[-3000:]
-    records = train.read_metrics(str(tmp_path / "run"))
+    records = metrics_lib.read_metrics(str(tmp_path / "run"))
     evals = [r["valid_loss"] for r in records if "valid_loss" in r]
     assert len(evals) >= 2 and evals[-1] < evals[0] < math.log(137)
     assert all(r["learning_rate"] == pytest.approx(0.003) for r in records if "learning_rate" in r)

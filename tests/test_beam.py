@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from folkrnn_jax import beam, vocab
-from folkrnn_jax.model import FolkRNN
+from folkrnn_jax.generate import beam as beam_lib
+from folkrnn_jax.music import vocab
+from folkrnn_jax.model.folkrnn import FolkRNN
 
 ALLOWED = ["c", "d", "|", "2", "</s>"]
 MASK = [t for t in vocab.TOKENS if t not in ALLOWED]
@@ -50,7 +51,7 @@ def test_exhaustive_beam_equals_brute_force(tiny, depth):
     model, params = tiny
     width = len(ALLOWED) ** (depth - 1)  # wide enough to keep every partial continuation
     brute = _brute_force(model, params, depth)
-    result = beam.beam_search(model, params, PREFIX, width=width, depth=depth, token_mask=MASK)
+    result = beam_lib.beam_search(model, params, PREFIX, width=width, depth=depth, token_mask=MASK)
     assert len(result.continuations) == width
     assert result.continuations == [c for _, c in brute[:width]]
     np.testing.assert_allclose(result.log_probs, [s for s, _ in brute[:width]], rtol=1e-5, atol=1e-5)
@@ -61,10 +62,10 @@ def test_narrow_beam_is_valid_and_no_better_than_best(tiny):
     model, params = tiny
     brute = _brute_force(model, params, 3)
     scores = dict((tuple(c), s) for s, c in brute)
-    result = beam.beam_search(model, params, PREFIX, width=2, depth=3, token_mask=MASK)
+    result = beam_lib.beam_search(model, params, PREFIX, width=2, depth=3, token_mask=MASK)
     assert len(result.continuations) == 2
     for cont, logp in zip(result.continuations, result.log_probs):
         assert logp == pytest.approx(scores[tuple(cont)], abs=1e-5)
         assert logp <= brute[0][0] + 1e-6
-    full = beam.beam_search(model, params, "M:4/4", width=4, depth=5)  # whole vocabulary
+    full = beam_lib.beam_search(model, params, "M:4/4", width=4, depth=5)  # whole vocabulary
     assert len(full.continuations) == 4 and np.all(np.isfinite(full.log_probs))

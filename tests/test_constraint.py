@@ -5,7 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from folkrnn_jax import constraint, sample, structure, vocab
+from folkrnn_jax.generate import constraint
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.music import structure
+from folkrnn_jax.music import vocab
+from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module
 
 
@@ -127,36 +131,36 @@ def test_random_walks_pass_the_checker():
 
 
 def test_constrained_sampling_writes_valid_tunes(trained_run):
-    from folkrnn_jax import runs
+    from folkrnn_jax.music import structure
 
-    model, params, _ = runs.load_run(trained_run)
+    model, params, _ = runs_lib.load_run(trained_run)
     key = jax.random.PRNGKey(4)
-    free = sample.sample_tunes(model, params, key, 48, max_length=400)
-    constrained = sample.sample_tunes(model, params, key, 48, max_length=400, constrain=True)
+    free = sampler.sample_tunes(model, params, key, 48, max_length=400)
+    constrained = sampler.sample_tunes(model, params, key, 48, max_length=400, constrain=True)
     ended = [constrained.tokens(i) for i in range(48) if not constrained.truncated[i]]
     assert len(ended) >= 24  # a 60-step model: some tunes wander until max_length
     assert all(structure.is_valid_tune(t) for t in ended)
     assert sum(structure.is_valid_tune(t) for t in free.all_tokens()) < len(ended)
     # Continuous batching, a forced prefix and streaming draw the same constrained tunes.
-    refill = sample.sample_tunes(model, params, key, 48, max_length=400, constrain=True, slots=16)
+    refill = sampler.sample_tunes(model, params, key, 48, max_length=400, constrain=True, slots=16)
     np.testing.assert_array_equal(refill.ids, constrained.ids)
-    prefixed = sample.sample_tunes(model, params, key, 8, "M:6/8 K:Cdor |: c", max_length=400, constrain=True)
+    prefixed = sampler.sample_tunes(model, params, key, 8, "M:6/8 K:Cdor |: c", max_length=400, constrain=True)
     for i in range(8):
         tune = prefixed.tokens(i)
         assert tune[:5] == ["<s>", "M:6/8", "K:Cdor", "|:", "c"]
         if not prefixed.truncated[i]:
             assert structure.is_valid_tune(tune), tune
-    steps = list(sample.sample_stream(model, params, key, 4, max_length=120, constrain=True))
+    steps = list(sampler.sample_stream(model, params, key, 4, max_length=120, constrain=True))
     streamed = np.stack(steps, axis=1)
-    batch = sample.sample_tunes(model, params, key, 4, max_length=120, constrain=True)
+    batch = sampler.sample_tunes(model, params, key, 4, max_length=120, constrain=True)
     np.testing.assert_array_equal(streamed, batch.ids[:, 1 : 1 + streamed.shape[1]])
 
 
 def test_constrained_greedy_is_the_best_allowed_token(trained_run):
-    from folkrnn_jax import runs
+    from folkrnn_jax.generate import constraint
 
-    model, params, _ = runs.load_run(trained_run)
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 2, max_length=60, top_k=1,
+    model, params, _ = runs_lib.load_run(trained_run)
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 2, max_length=60, top_k=1,
                                  constrain=True)
     ids = jnp.asarray(result.ids)
     logits = model.apply({"params": params}, ids[:, :-1])  # [batch, time, vocab]

@@ -7,7 +7,11 @@ import shutil
 
 import pytest
 
-from folkrnn_jax import abc, abctools, corpus, data, vocab
+from folkrnn_jax.data import corpus
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.music import abc_in
+from folkrnn_jax.music import tools as tools_lib
+from folkrnn_jax.music import vocab
 from tests.conftest import fixture_path, run_module
 
 RAW = fixture_path("raw_abc")
@@ -46,7 +50,7 @@ def test_fixture_folder_converts_and_the_v2_file_parses_back(tmp_path):
     assert all(os.path.exists(p) for p in paths)
     with open(output) as f:
         text = f.read()
-    parsed = data.parse_v2_text(text, output)  # checks every token against the vocabulary
+    parsed = v2_format.parse_v2_text(text, output)  # checks every token against the vocabulary
     assert parsed == built.tunes
     for tokens in parsed:
         vocab.encode(tokens)
@@ -71,7 +75,7 @@ def test_malformed_abc_tune_is_reported_and_the_rest_converted(tmp_path):
     check_report(report)
     (entry,) = report["left_out_tunes"]
     assert "mixed.abc" in entry["where"] and "X:7" in entry["where"] and "#2" in entry["where"]
-    assert entry["reason"] == abc.R_SYNTAX
+    assert entry["reason"] == abc_in.R_SYNTAX
 
 
 def session_rows():
@@ -114,7 +118,7 @@ def test_session_csv_rows_convert_like_the_abc_and_bad_rows_are_reported(tmp_pat
     # The body-only rows give the same tokens as the full raw tunes.
     items = fixture_items()
     for number, tokens in zip(("34", "46", "6"), built.tunes):
-        assert tokens == abc.convert_tune(items[number].text).tokens
+        assert tokens == abc_in.convert_tune(items[number].text).tokens
 
 
 def test_session_json(tmp_path):
@@ -125,7 +129,7 @@ def test_session_json(tmp_path):
     report = corpus.build_corpus([str(path)]).report
     assert report["tunes_read"] == 4 and report["tunes_kept"] == 3
     assert report["left_out_tunes"][0]["where"].startswith("tunes.json record 4")
-    assert report["left_out_tunes"][0]["reason"] == abc.R_MALFORMED_ROW
+    assert report["left_out_tunes"][0]["reason"] == abc_in.R_MALFORMED_ROW
 
 
 def test_duplicates_are_counted_as_a_reason(tmp_path):
@@ -134,7 +138,7 @@ def test_duplicates_are_counted_as_a_reason(tmp_path):
     report = corpus.build_corpus([RAW, str(folder)]).report
     check_report(report)
     assert report["tunes_read"] == 18 and report["tunes_kept"] == 9
-    assert report["left_out"] == {abc.R_DUPLICATE: 9}
+    assert report["left_out"] == {abc_in.R_DUPLICATE: 9}
 
 
 def test_unknown_source_is_a_clear_error():
@@ -152,7 +156,7 @@ def test_music21_collection_by_name():
     assert report["tunes_kept"] > 0
 
 
-@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+@pytest.mark.skipif(not tools_lib.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
 def test_prepare_data_entry_point_with_midi_check(tmp_path):
     output = str(tmp_path / "out" / "fixtures.txt")
     result = run_module("experiments.prepare_data", f"--source={RAW}", f"--output={output}", "--verify_midi",
@@ -164,7 +168,7 @@ def test_prepare_data_entry_point_with_midi_check(tmp_path):
     assert report["midi_check"]["checked"] == 9 and report["midi_check"]["share"] == 1.0
     with open(md_path) as f:
         assert "abc2midi round trip" in f.read()
-    assert len(data.parse_v2_text(open(output).read(), output)) == 9
+    assert len(v2_format.parse_v2_text(open(output).read(), output)) == 9
 
 
 def test_prepare_data_missing_source_is_one_line(tmp_path):
@@ -186,7 +190,7 @@ def test_compare_notes():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+@pytest.mark.skipif(not tools_lib.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
 def test_oneills_round_trip_share():
     report = corpus.build_corpus(["oneills1850"], verify_midi=True).report
     check_report(report)
@@ -199,7 +203,7 @@ def test_embedded_corpus_is_present_and_valid():
     if not os.path.exists(path):
         pytest.skip("data/folk_corpus.txt not built")
     with open(path) as f:
-        tunes = data.parse_v2_text(f.read(), path)
+        tunes = v2_format.parse_v2_text(f.read(), path)
     assert len(tunes) > 3000
     with open(corpus.report_paths(path)[0]) as f:
         report = json.load(f)

@@ -6,7 +6,11 @@ import os
 
 import pytest
 
-from folkrnn_jax import data, evaluate, train, tunes
+from folkrnn_jax.analysis import novelty as novelty_lib
+from folkrnn_jax.analysis import statistics as statistics_lib
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.music import abc_out
+from folkrnn_jax.training import metrics as metrics_lib
 from tests.conftest import ROOT, fixture_path, run_module, train_fixture_run
 from tests.test_structure import aabb_8, tok
 
@@ -14,10 +18,10 @@ CORPUS = os.path.join(ROOT, "data", "folk_corpus.txt")
 
 
 def test_novelty_of_a_copy_and_of_a_new_tune():
-    training = data.read_v2_file(fixture_path("data_v2_excerpt.txt"))
+    training = v2_format.read_v2_file(fixture_path("data_v2_excerpt.txt"))
     copy = list(training[3])
     new = tok("M:3/2 K:Cmix =F, ^G, (5 =F, ^G, =F, ^G, =F, | _e' _e' _e' _e' _e' _e' _e' _e' _e' _e' _e' _e' |")
-    result = evaluate.novelty([copy, new], training, threshold=20)
+    result = novelty_lib.novelty([copy, new], training, threshold=20)
     assert result["longest_common_ngram"][0] == len(copy)
     assert result["novel"] == [False, True]
     assert result["possible_copies"] == [0]
@@ -27,7 +31,7 @@ def test_novelty_of_a_copy_and_of_a_new_tune():
 def test_statistics_of_hand_made_tunes():
     too_long = tok("M:4/4 K:Cmaj G 8 | A 9 | B 8 |")
     first_only = tok("M:4/4 K:Cmaj |: G 8 | A 8 |1 B 8 :| c 8 | d 8 |")
-    stats = evaluate.corpus_statistics([aabb_8(), too_long, first_only])
+    stats = statistics_lib.corpus_statistics([aabb_8(), too_long, first_only])
     assert stats["aabb_8_share"] == pytest.approx(1 / 3)
     assert stats["tunes_with_repeat_ending_bracket_errors"] == 1
     assert stats["tunes_with_problems"]["bars"] == 1
@@ -39,12 +43,12 @@ def test_statistics_of_hand_made_tunes():
 
 
 def test_abc_round_trip():
-    training = data.read_v2_file(fixture_path("data_v2_excerpt.txt"))
-    assert evaluate.parse_abc_text(tunes.tunes_to_abc(training)) == training
+    training = v2_format.read_v2_file(fixture_path("data_v2_excerpt.txt"))
+    assert abc_out.parse_abc_text(abc_out.tunes_to_abc(training)) == training
     # Invalid sampled tunes (stray durations) read back as written, not as 'c22'.
     odd = [["M:4/4", "K:Cmaj", "c", "2", "2", "d", "/2", "2>", "e", "<", ">", "f", "3/2", "/2", "|"]]
-    assert "c2 2d/2 2>e< >f3/2 /2" in tunes.tunes_to_abc(odd)
-    assert evaluate.parse_abc_text(tunes.tunes_to_abc(odd)) == odd
+    assert "c2 2d/2 2>e< >f3/2 /2" in abc_out.tunes_to_abc(odd)
+    assert abc_out.parse_abc_text(abc_out.tunes_to_abc(odd)) == odd
 
 
 def _corpus_path():
@@ -56,8 +60,8 @@ def test_training_table_agrees_with_direct_count(which):
     if which == "corpus" and not os.path.exists(CORPUS):
         pytest.skip("data/folk_corpus.txt is not present")
     path = CORPUS if which == "corpus" else fixture_path("data_v2_excerpt.txt")
-    all_tunes = data.read_v2_file(path)[:1500]
-    stats = evaluate.corpus_statistics(all_tunes)
+    all_tunes = v2_format.read_v2_file(path)[:1500]
+    stats = statistics_lib.corpus_statistics(all_tunes)
     meters = collections.Counter(t[0] for t in all_tunes)
     modes = collections.Counter(t[1] for t in all_tunes)
     for m, c in meters.items():
@@ -82,13 +86,13 @@ def eval_run(tmp_path_factory):
 
 def test_evaluate_cli(eval_run, tmp_path):
     samples = tmp_path / "samples.abc"
-    samples.write_text(tunes.tunes_to_abc(data.read_v2_file(fixture_path("data_v2_excerpt.txt"))[:5]))
+    samples.write_text(abc_out.tunes_to_abc(v2_format.read_v2_file(fixture_path("data_v2_excerpt.txt"))[:5]))
     out = tmp_path / "report"
     result = run_module("experiments.evaluate", f"--workdir={eval_run}", f"--samples={samples}",
                         f"--output={out}", timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
-    metrics = train.read_metrics(eval_run)
+    metrics = metrics_lib.read_metrics(eval_run)
     final = [r for r in metrics if "valid_loss" in r][-1]
     assert report["validation"]["valid_loss"] == pytest.approx(final["valid_loss"], rel=1e-4)
     assert report["generated"]["num_tunes"] == 5

@@ -11,7 +11,14 @@ import numpy as np
 import optax
 import pytest
 
-from folkrnn_jax import data, legacy, model as model_lib, runs, sample, vocab
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.model import folkrnn
+from folkrnn_jax.model import legacy
+from folkrnn_jax.music import vocab
+from folkrnn_jax.training import checkpoints
+from folkrnn_jax.training import loop as loop_lib
+from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module
 
 NAMES = legacy.PER_LAYER_NAMES
@@ -82,7 +89,7 @@ def lasagne_log_prob(obj, tokens):
 
 
 def imported_probs(ckpt, tokens):
-    model = model_lib.FolkRNN(
+    model = folkrnn.FolkRNN(
         num_layers=ckpt.num_layers, hidden_size=ckpt.hidden_size, learn_initial_state=True
     )
     logits = model.apply({"params": ckpt.params}, jnp.asarray([vocab.encode(tokens)]))
@@ -97,7 +104,7 @@ def to_file_order(obj, probs_ours):
 
 
 def fixture_tune(excerpt_path, index=0):
-    return [vocab.START, *data.read_v2_file(excerpt_path)[index], vocab.END]
+    return [vocab.START, *v2_format.read_v2_file(excerpt_path)[index], vocab.END]
 
 
 def test_imported_model_matches_lasagne_forward(tmp_path, excerpt_path):
@@ -119,7 +126,7 @@ def test_full_size_v2_layout(tmp_path):
     obj = make_original(seed=1, hidden=512, scale=0.1)  # the Lasagne init scale
     assert len(obj["param_values"]) == 45
     ckpt = legacy.load_folkrnn_pickle(write(tmp_path / "v2.pkl", obj))
-    assert model_lib.count_params(ckpt.params) == 5_599_881 + 2 * 3 * 512
+    assert folkrnn.count_params(ckpt.params) == 5_599_881 + 2 * 3 * 512
     tokens = ["<s>", "M:6/8", "K:Cdor", "|:", "G", "E", "C"]
     np.testing.assert_allclose(
         to_file_order(obj, imported_probs(ckpt, tokens)), lasagne_forward(obj, tokens), atol=1e-5, rtol=0
@@ -167,9 +174,9 @@ def test_cli_import_then_score_matches_lasagne(tmp_path, excerpt_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["learn_initial_state"] and config["hidden_size"] == 16 and config["num_layers"] == 3
-    model, params, step = runs.load_run(workdir)
+    model, params, step = runs_lib.load_run(workdir)
     assert step == 1234 and model.learn_initial_state
-    tunes_out = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:6/8 K:Cdor", 1.0, 30)
+    tunes_out = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:6/8 K:Cdor", 1.0, 30)
     assert [t for t in tunes_out.tokens(0) if t != vocab.START][:2] == ["M:6/8", "K:Cdor"]
     np.testing.assert_array_equal(params["lstm_2_hid_init"], obj["param_values"][42][0])
     np.testing.assert_array_equal(params["lstm_1_cell_init"], obj["param_values"][27][0])
@@ -179,7 +186,7 @@ def test_cli_import_then_score_matches_lasagne(tmp_path, excerpt_path):
                       f"--output={out}", "--batch_size=8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in open(out)]
-    tunes = data.read_v2_file(excerpt_path)
+    tunes = v2_format.read_v2_file(excerpt_path)
     assert [r["index"] for r in records] == list(range(len(tunes)))
     for record, tune in zip(records, tunes):
         tokens = [vocab.START, *tune, vocab.END]
@@ -190,19 +197,19 @@ def test_cli_import_then_score_matches_lasagne(tmp_path, excerpt_path):
 
 def test_imported_run_resumes_training(tmp_path, excerpt_path):
     from experiments.import_folkrnn import import_checkpoint
-    from folkrnn_jax import checkpoints, train
+    from folkrnn_jax.training import runs as runs_lib
 
     obj = make_original(seed=5, hidden=16)
     workdir = str(tmp_path / "run")
     import_checkpoint(write(tmp_path / "v2.pkl", obj), workdir)
-    _, imported, step = runs.load_run(workdir)
+    _, imported, step = runs_lib.load_run(workdir)
     config = checkpoints.load_config(workdir)
     config.data_path = excerpt_path
     config.batch_size = 4
     config.valid_fraction = 0.2
     config.num_train_steps = step + 3
     config.log_every_steps = 1
-    state = train.train_and_evaluate(config, workdir)
+    state = loop_lib.train_and_evaluate(config, workdir)
     assert int(state.step) == step + 3
     injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
     counts = [s.count for s in jax.tree_util.tree_leaves(state.opt_state, is_leaf=lambda s: isinstance(s, injected))

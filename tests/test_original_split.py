@@ -6,16 +6,18 @@ import collections
 import numpy as np
 import pytest
 
-from folkrnn_jax import data
+from folkrnn_jax.data import batching
+from folkrnn_jax.data import mix as mix_lib
+from folkrnn_jax.data import v2_format
 
 
 def test_validation_size_rounds_to_the_batch_size():
     # The full v2 file: 23,637 tunes, batch 50 -> 1,200 validation tunes (22,437 training).
-    assert data.num_validation_tunes(23637, 0.05, 50) == 1200
-    assert data.num_validation_tunes(5000, 0.05, 50) == 250
-    assert data.num_validation_tunes(23637, 0.05, 64) == 1152  # 18.47 batches -> 18
-    assert data.num_validation_tunes(23637, 0.05, 40) == 1200  # 29.5 batches -> 30 (not 29)
-    assert data.num_validation_tunes(100, 0.05, 50) == 50  # at least one batch
+    assert mix_lib.num_validation_tunes(23637, 0.05, 50) == 1200
+    assert mix_lib.num_validation_tunes(5000, 0.05, 50) == 250
+    assert mix_lib.num_validation_tunes(23637, 0.05, 64) == 1152  # 18.47 batches -> 18
+    assert mix_lib.num_validation_tunes(23637, 0.05, 40) == 1200  # 29.5 batches -> 30 (not 29)
+    assert mix_lib.num_validation_tunes(100, 0.05, 50) == 50  # at least one batch
 
 
 _CACHE = {}
@@ -24,8 +26,8 @@ _CACHE = {}
 @pytest.fixture
 def first5000_split(first5000_path):
     if first5000_path not in _CACHE:  # read and split once per session
-        sequences = data.encode_tunes(data.read_v2_file(first5000_path))
-        _CACHE[first5000_path] = (sequences, *data.split_train_valid(sequences, 0.05, 50, seed=42))
+        sequences = v2_format.encode_tunes(v2_format.read_v2_file(first5000_path))
+        _CACHE[first5000_path] = (sequences, *mix_lib.split_train_valid(sequences, 0.05, 50, seed=42))
     return _CACHE[first5000_path]
 
 
@@ -49,9 +51,9 @@ def test_epoch_batches_group_neighbouring_lengths(first5000_split, epoch):
     _, train, _ = first5000_split
     train = train[:-17]  # 4,733 tunes: 94 full batches, 33 tunes left over
     lengths = [len(s) for s in train]
-    batches = data.epoch_batches(train, 50, seed=0, epoch=epoch)
-    assert batches == data.epoch_batches(train, 50, seed=0, epoch=epoch)  # pure function
-    assert batches != data.epoch_batches(train, 50, seed=0, epoch=epoch + 1)
+    batches = batching.epoch_batches(train, 50, seed=0, epoch=epoch)
+    assert batches == batching.epoch_batches(train, 50, seed=0, epoch=epoch)  # pure function
+    assert batches != batching.epoch_batches(train, 50, seed=0, epoch=epoch + 1)
     assert len(batches) == len(train) // 50 == 94
     used = [i for batch in batches for i in batch]
     assert len(used) == len(set(used)) == 94 * 50  # no repeats; the 33 left over are dropped

@@ -5,15 +5,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import tiny
-from folkrnn_jax import data, population, train
+from folkrnn_jax.data import batching
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.training import population
+from folkrnn_jax.training import state as state_lib
+from folkrnn_jax.training import steps as steps_lib
 
 
 def test_population_matches_separate_runs(excerpt_path):
     config = tiny.get_config()
     config.hidden_size = 16
     config.dropout_rate = 0.2
-    seqs = data.encode_tunes(data.read_v2_file(excerpt_path))
-    batches = [jax.device_put(train.batch_to_dict(data.make_batch(seqs[i * 4:(i + 1) * 4]))) for i in range(3)]
+    seqs = v2_format.encode_tunes(v2_format.read_v2_file(excerpt_path))
+    batches = [jax.device_put(steps_lib.batch_to_dict(batching.make_batch(seqs[i * 4:(i + 1) * 4]))) for i in range(3)]
     seeds = [0, 1, 2, 3]
     lrs = [0.001, 0.003, 0.01, 0.003]
     steps = 4
@@ -31,8 +35,8 @@ def test_population_matches_separate_runs(excerpt_path):
     for k, (seed, lr) in enumerate(zip(seeds, lrs)):
         member_config = config.copy_and_resolve_references()
         member_config.learning_rate = lr
-        model_k, state = train.create_train_state(member_config, jax.random.PRNGKey(seed), 10)
-        step = train.make_train_step(model_k, member_config.loss_normalization)
+        model_k, state = state_lib.create_train_state(member_config, jax.random.PRNGKey(seed), 10)
+        step = steps_lib.make_train_step(model_k, member_config.loss_normalization)
         for i in range(steps):
             state, loss = step(state, batches[i % 3], keys_at(i)[k])
             assert abs(float(loss) - pop_losses[i][k]) < 1e-5

@@ -2,7 +2,14 @@ import jax
 import numpy as np
 import pytest
 
-from folkrnn_jax import sample, tunes, vocab
+from folkrnn_jax.generate import prefix as prefix_lib
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.music import abc_out
+from folkrnn_jax.music import midi as midi_lib
+from folkrnn_jax.music import structure
+from folkrnn_jax.music import tools as tools_lib
+from folkrnn_jax.music import vocab
+from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module
 
 
@@ -29,10 +36,11 @@ def test_sample_cli_is_reproducible_with_headers(trained_run, tmp_path):
 
 
 def test_sampled_tokens_decode_and_stop(trained_run):
-    from folkrnn_jax import runs
+    from folkrnn_jax.generate import sampler
+    from folkrnn_jax.music import vocab
 
-    model, params, _ = runs.load_run(trained_run)
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 5, "M:4/4 K:Cmaj", 1.0, 200)
+    model, params, _ = runs_lib.load_run(trained_run)
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 5, "M:4/4 K:Cmaj", 1.0, 200)
     for i in range(5):
         tokens = result.tokens(i)
         assert tokens[:3] == ["<s>", "M:4/4", "K:Cmaj"]
@@ -42,7 +50,7 @@ def test_sampled_tokens_decode_and_stop(trained_run):
         else:
             assert len(tokens) == 200
     # Tune i does not depend on how many tunes are sampled with it.
-    more = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 7, "M:4/4 K:Cmaj", 1.0, 200)
+    more = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 7, "M:4/4 K:Cmaj", 1.0, 200)
     np.testing.assert_array_equal(more.ids[:5], result.ids)
 
 
@@ -54,7 +62,7 @@ def test_unknown_prefix_token_one_line_error(trained_run, tmp_path):
 
 
 def test_tokens_to_abc_headers():
-    abc = tunes.tokens_to_abc(["<s>", "M:3/4", "K:Cmix", "c", "2", "d", "|", "e", "4", ":|", "</s>"], index=7)
+    abc = abc_out.tokens_to_abc(["<s>", "M:3/4", "K:Cmix", "c", "2", "d", "|", "e", "4", ":|", "</s>"], index=7)
     assert abc.splitlines()[:5] == ["X:7", "T:folkrnn_jax tune 7", "M:3/4", "L:1/8", "K:Cmix"]
     assert abc.splitlines()[5] == "c2d | e4 :|"
 
@@ -67,7 +75,7 @@ def test_tokens_to_abc_headers():
 def small_model():
     import jax.numpy as jnp
 
-    from folkrnn_jax.model import FolkRNN
+    from folkrnn_jax.model.folkrnn import FolkRNN
 
     model = FolkRNN(num_layers=2, hidden_size=32, dropout_rate=0.0, init_scale=0.5)
     params = model.init(jax.random.PRNGKey(1), jnp.zeros((1, 4), jnp.int32))["params"]
@@ -83,27 +91,27 @@ def _end_bias(strength):
 def test_prefix_verbatim_and_meter_mode_headers(small_model):
     model, params = small_model
     prefix = "M:6/8 K:Cdor |: G 2 A B c d"
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 4, prefix, max_length=60)
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 4, prefix, max_length=60)
     for i in range(4):
         assert result.tokens(i)[:10] == ["<s>"] + prefix.split()
-    headed = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 3, "G A", max_length=40,
+    headed = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 3, "G A", max_length=40,
                                  meter="3/4", mode="mix")
     for i in range(3):
         assert headed.tokens(i)[:5] == ["<s>", "M:3/4", "K:Cmix", "G", "A"]
-        abc = tunes.tokens_to_abc(headed.tokens(i))
+        abc = abc_out.tokens_to_abc(headed.tokens(i))
         assert "M:3/4" in abc.splitlines() and "K:Cmix" in abc.splitlines()
     with pytest.raises(ValueError):
-        sample.sample_tunes(model, params, jax.random.PRNGKey(0), 1, "M:4/4", meter="6/8")
+        sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 1, "M:4/4", meter="6/8")
 
 
 def test_top_k_1_is_greedy(small_model):
     import jax.numpy as jnp
 
-    from folkrnn_jax.model import FolkRNN
+    from folkrnn_jax.model.folkrnn import FolkRNN
 
     model, params = small_model
     length = 30
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(5), 2, "M:4/4 K:Cmaj",
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(5), 2, "M:4/4 K:Cmaj",
                                  max_length=length, top_k=1)
     tokens = jnp.asarray(vocab.encode(["<s>", "M:4/4", "K:Cmaj"]))[None]
     carry = model.apply({"params": params}, 1, method=FolkRNN.initial_carry)
@@ -124,36 +132,36 @@ def test_top_p_and_top_k_keep_only_likely_tokens():
     import jax.numpy as jnp
 
     logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
-    kept = np.isfinite(np.asarray(sample.truncate_logits(logits, 0, jnp.float32(0.7))))
+    kept = np.isfinite(np.asarray(sampler.truncate_logits(logits, 0, jnp.float32(0.7))))
     assert kept.tolist() == [[True, True, False, False]]
-    kept = np.isfinite(np.asarray(sample.truncate_logits(logits, 3, jnp.float32(0.95))))
+    kept = np.isfinite(np.asarray(sampler.truncate_logits(logits, 3, jnp.float32(0.95))))
     assert kept.tolist() == [[True, True, True, False]]
-    kept = np.isfinite(np.asarray(sample.truncate_logits(logits, 0, jnp.float32(0.1))))
+    kept = np.isfinite(np.asarray(sampler.truncate_logits(logits, 0, jnp.float32(0.1))))
     assert kept.tolist() == [[True, False, False, False]]
 
 
 def test_token_mask_respected(small_model):
     model, params = small_model
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
                                  max_length=120, token_mask=["|", "c", "2"], temperature=2.0)
-    unmasked = sample.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
+    unmasked = sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
                                    max_length=120, temperature=2.0)
     assert "|" in sum(unmasked.all_tokens(), [])  # the mask matters for this model
     for tokens in result.all_tokens():
         assert not {"|", "c", "2"} & set(tokens)
     with pytest.raises(ValueError):
-        sample.sample_tunes(model, params, jax.random.PRNGKey(2), 1, token_mask=["</s>"])
+        sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 1, token_mask=["</s>"])
 
 
 def test_early_stop_and_truncation(small_model):
     model, params = small_model
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(3), 5, "M:4/4 K:Cmaj",
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(3), 5, "M:4/4 K:Cmaj",
                                  max_length=1000, logit_bias=_end_bias(6.0))
     assert not result.truncated.any()
     assert result.steps < 1000 and result.steps >= result.lengths.max() - 1
     for tokens in result.all_tokens():
         assert tokens[-1] == "</s>" and tokens.count("</s>") == 1
-    never = sample.sample_tunes(model, params, jax.random.PRNGKey(3), 3, "M:4/4 K:Cmaj",
+    never = sampler.sample_tunes(model, params, jax.random.PRNGKey(3), 3, "M:4/4 K:Cmaj",
                                 max_length=50, logit_bias=_end_bias(-1e9))
     assert never.truncated.all() and never.steps == 50 and (never.lengths == 50).all()
 
@@ -161,7 +169,7 @@ def test_early_stop_and_truncation(small_model):
 def test_prefixes_of_different_lengths_and_wildcards(small_model):
     model, params = small_model
     prefixes = ["M:6/8", "M:4/4 K:Cmin c d e f g", "* K:Cdor G * * A", "M:3/4 K:Cmaj * |"]
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes,
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes,
                                  max_length=80)
     for i, prefix in enumerate(prefixes):
         want = ["<s>"] + prefix.split()
@@ -170,27 +178,27 @@ def test_prefixes_of_different_lengths_and_wildcards(small_model):
         for w, g in zip(want, got):
             assert g == w if w != "*" else (g != "*" and g in vocab.TOKEN_TO_ID)
     # Each tune is the one it would be alone in the batch (same seed, same index).
-    alone = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 2, prefixes=prefixes[:2], max_length=80)
+    alone = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 2, prefixes=prefixes[:2], max_length=80)
     np.testing.assert_array_equal(alone.ids, result.ids[:2])
     # Continuous batching through 3 rows draws the same tunes, truncated ones included.
-    refill = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80,
+    refill = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80,
                                  slots=3, top_k=40)
-    whole = sample.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80, top_k=40)
+    whole = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80, top_k=40)
     np.testing.assert_array_equal(refill.ids, whole.ids)
     np.testing.assert_array_equal(refill.truncated, whole.truncated)
-    wild = sample.sample_tunes(model, params, jax.random.PRNGKey(6), 6, "M:4/4 * * c", max_length=40)
+    wild = sampler.sample_tunes(model, params, jax.random.PRNGKey(6), 6, "M:4/4 * * c", max_length=40)
     fills = {tuple(t[2:4]) for t in wild.all_tokens()}
     assert len(fills) > 1 and all(t[4] == "c" for t in wild.all_tokens() if len(t) > 4)
 
 
 def test_abc_text_prefix_is_converted(small_model):
-    assert sample.parse_prefix("M:6/8 K:Dmix |: A>B c2") == ["<s>", "M:6/8", "K:Cmix", "|:", "G", ">", "A", "B", "2"]
-    assert sample.parse_prefix("K:G GAB") == ["<s>", "K:Cmaj", "c", "d", "e"]  # no M: given: none forced
-    assert sample.parse_prefix("M:6/8 K:Cdor G") == ["<s>", "M:6/8", "K:Cdor", "G"]  # v2 tokens stay v2
+    assert prefix_lib.parse_prefix("M:6/8 K:Dmix |: A>B c2") == ["<s>", "M:6/8", "K:Cmix", "|:", "G", ">", "A", "B", "2"]
+    assert prefix_lib.parse_prefix("K:G GAB") == ["<s>", "K:Cmaj", "c", "d", "e"]  # no M: given: none forced
+    assert prefix_lib.parse_prefix("M:6/8 K:Cdor G") == ["<s>", "M:6/8", "K:Cdor", "G"]  # v2 tokens stay v2
     with pytest.raises(vocab.UnknownTokenError, match="K:Cfoo"):
-        sample.parse_prefix("M:6/8 K:Cfoo")
+        prefix_lib.parse_prefix("M:6/8 K:Cfoo")
     model, params = small_model
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:3/4 K:Ador A2 B2 c2", max_length=40)
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:3/4 K:Ador A2 B2 c2", max_length=40)
     for tokens in result.all_tokens():
         assert tokens[:9] == ["<s>", "M:3/4", "K:Cdor", "c", "2", "d", "2", "e", "2"]
 
@@ -198,8 +206,8 @@ def test_abc_text_prefix_is_converted(small_model):
 def test_stream_matches_batch(small_model):
     model, params = small_model
     kwargs = dict(max_length=70, top_k=20, token_mask=["z"], prefixes=["M:4/4 * c", "K:Cmin"])
-    result = sample.sample_tunes(model, params, jax.random.PRNGKey(7), 2, **kwargs)
-    steps = list(sample.sample_stream(model, params, jax.random.PRNGKey(7), 2, **kwargs))
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(7), 2, **kwargs)
+    steps = list(sampler.sample_stream(model, params, jax.random.PRNGKey(7), 2, **kwargs))
     streamed = np.concatenate([np.full((2, 1), vocab.START_ID), np.stack(steps, axis=1)], axis=1)
     width = min(streamed.shape[1], result.ids.shape[1])
     np.testing.assert_array_equal(streamed[:, :width], result.ids[:, :width])
@@ -208,17 +216,16 @@ def test_stream_matches_batch(small_model):
 def test_stream_many_lines_and_tunes(small_model):
     model, params = small_model
     lines = []
-    many = sample.stream_many(model, params, jax.random.PRNGKey(8), 3, on_step=lines.append,
+    many = sampler.stream_many(model, params, jax.random.PRNGKey(8), 3, on_step=lines.append,
                               prefix="M:4/4", max_length=50)
-    assert many.tunes == sample.sample_tunes(model, params, jax.random.PRNGKey(8), 3, "M:4/4", max_length=50).all_tokens()
+    assert many.tunes == sampler.sample_tunes(model, params, jax.random.PRNGKey(8), 3, "M:4/4", max_length=50).all_tokens()
     assert lines[0] == "1:M:4/4 2:M:4/4 3:M:4/4"
     assert len(lines) == max(len(t) for t in many.tunes) - 1
 
 
 def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
-    from folkrnn_jax import abctools
 
-    if not abctools.have("abc2midi"):
+    if not tools_lib.have("abc2midi"):
         pytest.skip("abc2midi is not installed")
     midi_dir = tmp_path / "midi"
     result = _sample_cli(trained_run, midi_dir, "--format=midi", "--meter=6/8", "--mode=dor", "--key=D",
@@ -226,7 +233,7 @@ def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted(p.name for p in midi_dir.iterdir())
     assert files == [f"tune_{i:03d}.mid" for i in range(1, 7)]
-    assert all(abctools.midi_notes((midi_dir / f).read_bytes()) is not None for f in files)
+    assert all(midi_lib.midi_notes((midi_dir / f).read_bytes()) is not None for f in files)
     assert "tunes (" in result.stdout and "pass the structure checks" in result.stdout
     abc = tmp_path / "d.abc"
     result = _sample_cli(trained_run, abc, "--meter=6/8", "--mode=dor", "--key=D", "--max_length=200",
@@ -236,7 +243,7 @@ def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
         lines = block.splitlines()
         assert lines[2] == "M:6/8" and lines[4] == "K:Ddor"
         assert "|:" not in block and ":|" not in block
-    if abctools.have("abcm2ps"):
+    if tools_lib.have("abcm2ps"):
         result = _sample_cli(trained_run, tmp_path / "svg", "--format=svg", "--max_length=200")
         assert result.returncode == 0, result.stderr[-2000:]
         assert list((tmp_path / "svg").glob("*.svg"))
@@ -245,7 +252,6 @@ def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
 def test_sample_cli_valid_only_in_chunks(trained_run, tmp_path):
     import os
 
-    from folkrnn_jax import structure
 
     # The briefly trained model rarely writes a whole valid tune, so force a valid tune as the
     # prefix and leave room for two more tokens: some tunes stay valid, some do not.
@@ -265,19 +271,19 @@ def test_sample_cli_valid_only_in_chunks(trained_run, tmp_path):
 
 
 def test_sample_many_chunks_match_one_batch(trained_run):
-    from folkrnn_jax import runs
+    from folkrnn_jax.generate import sampler
 
-    model, params, _ = runs.load_run(trained_run)
+    model, params, _ = runs_lib.load_run(trained_run)
     key = jax.random.PRNGKey(9)
-    whole = sample.sample_tunes(model, params, key, 7, "M:4/4", max_length=120)
-    many = sample.sample_many(model, params, key, 7, chunk_size=3, chunks_per_round=1, prefix="M:4/4",
+    whole = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120)
+    many = sampler.sample_many(model, params, key, 7, chunk_size=3, chunks_per_round=1, prefix="M:4/4",
                               max_length=120)
     assert many.tunes == whole.all_tokens() and many.indices == list(range(7)) and many.sampled == 9
     # Continuous batching: 7 tunes through 2 rows, the same tunes; and rounds of 2 x 2 tunes.
-    refill = sample.sample_tunes(model, params, key, 7, "M:4/4", max_length=120, slots=2)
+    refill = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120, slots=2)
     np.testing.assert_array_equal(refill.ids, whole.ids)
     assert refill.steps >= sum(whole.lengths - 1) / 2
-    rounds = sample.sample_many(model, params, key, 7, chunk_size=2, chunks_per_round=2, prefix="M:4/4",
+    rounds = sampler.sample_many(model, params, key, 7, chunk_size=2, chunks_per_round=2, prefix="M:4/4",
                                 max_length=120)
     assert rounds.tunes == whole.all_tokens() and rounds.sampled == 8
 
@@ -299,14 +305,15 @@ def test_sample_cli_stream_and_missing_abcm2ps(trained_run, tmp_path, monkeypatc
 def test_bfloat16_sampling_is_close_to_float32(trained_run, tmp_path):
     import jax.numpy as jnp
 
-    from folkrnn_jax import runs
-    from folkrnn_jax.model import FolkRNN
+    from folkrnn_jax.generate import sampler
+    from folkrnn_jax.music import vocab
+    from folkrnn_jax.model.folkrnn import FolkRNN
 
-    model, params, _ = runs.load_run(trained_run)
+    model, params, _ = runs_lib.load_run(trained_run)
     bf16 = model.clone(matmul_dtype="bfloat16")
-    cast = sample.sampling_params(bf16, params)
+    cast = sampler.sampling_params(bf16, params)
     assert cast["lstm_1_w_hid"].dtype == jnp.bfloat16 and cast["lstm_1_bias"].dtype == jnp.float32
-    assert sample.sampling_params(model, params) is params
+    assert sampler.sampling_params(model, params) is params
     tune = jnp.asarray([vocab.encode("<s> M:4/4 K:Cmaj c d e f | g a b c' |".split())])
     carry = model.apply({"params": params}, 1, method=FolkRNN.initial_carry)
     exact, _ = model.apply({"params": params}, tune, carry, method=FolkRNN.decode)

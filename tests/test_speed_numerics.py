@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks import train_bench
-from folkrnn_jax import model as model_lib, train
+from folkrnn_jax.model import folkrnn
+from folkrnn_jax.training import loss as loss_lib
 
 
 def _batch(batch_size=4, seq_len=12, seed=0):
@@ -35,8 +36,8 @@ def test_fused_backward_matches_autodiff(kwargs):
     kwargs = dict(kwargs)
     use_unit_mask = kwargs.pop("unit_mask", False)
     common = dict(num_layers=2, hidden_size=16, dropout_rate=0.0, **kwargs)
-    fused = model_lib.FolkRNN(fused_backward=True, **common)
-    plain = model_lib.FolkRNN(fused_backward=False, **common)
+    fused = folkrnn.FolkRNN(fused_backward=True, **common)
+    plain = folkrnn.FolkRNN(fused_backward=False, **common)
     batch = _batch(seq_len=10, seed=3)
     params = fused.init(jax.random.PRNGKey(1), batch["inputs"])["params"]
     unit_mask = None
@@ -45,7 +46,7 @@ def test_fused_backward_matches_autodiff(kwargs):
 
     def loss(m, p):
         logits = m.apply({"params": p}, batch["inputs"], mask=batch["mask"], unit_mask=unit_mask)
-        return train.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
 
     lf, gf = jax.value_and_grad(lambda p: loss(fused, p))(params)
     lp, gp = jax.value_and_grad(lambda p: loss(plain, p))(params)
@@ -54,7 +55,7 @@ def test_fused_backward_matches_autodiff(kwargs):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
     if kwargs.get("gate_grad_clip"):
         # The clip binds at this bound: without it the gradients differ.
-        free = model_lib.FolkRNN(fused_backward=True, **{**common, "gate_grad_clip": 0.0})
+        free = folkrnn.FolkRNN(fused_backward=True, **{**common, "gate_grad_clip": 0.0})
         g_free = jax.grad(lambda p: loss(free, p))(params)
         assert any(
             not np.allclose(a, b, atol=1e-6)
@@ -65,13 +66,13 @@ def test_fused_backward_matches_autodiff(kwargs):
 def test_remat_matches():
     common = dict(num_layers=2, hidden_size=16, dropout_rate=0.0)
     batch = _batch(seq_len=10, seed=4)
-    a = model_lib.FolkRNN(remat=True, **common)
-    b = model_lib.FolkRNN(**common)
+    a = folkrnn.FolkRNN(remat=True, **common)
+    b = folkrnn.FolkRNN(**common)
     params = a.init(jax.random.PRNGKey(2), batch["inputs"])["params"]
 
     def loss(m, p):
         logits = m.apply({"params": p}, batch["inputs"], mask=batch["mask"])
-        return train.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
 
     ga = jax.grad(lambda p: loss(a, p))(params)
     gb = jax.grad(lambda p: loss(b, p))(params)
@@ -80,7 +81,7 @@ def test_remat_matches():
 
 
 def test_fast_dropout_keeps_half_and_scales():
-    m = model_lib.FolkRNN(num_layers=1, hidden_size=64, dropout_rate=0.5)
+    m = folkrnn.FolkRNN(num_layers=1, hidden_size=64, dropout_rate=0.5)
     x = jnp.ones((200, 16, 64))
     params = m.init(jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.int32))
     y = m.apply(params, x, True, method=lambda mod, x, t: mod._dropout(x, t), rngs={"dropout": jax.random.PRNGKey(3)})

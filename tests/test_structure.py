@@ -4,7 +4,8 @@ import os
 from fractions import Fraction
 
 
-from folkrnn_jax import data, structure
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.music import structure
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "data_v2_excerpt.txt")
 
@@ -87,6 +88,6 @@ def test_repeat_and_bracket_errors():
 
 
 def test_fixture_mostly_valid():
-    tunes = data.read_v2_file(FIXTURE)
+    tunes = v2_format.read_v2_file(FIXTURE)
     share = sum(structure.is_valid_tune(t) for t in tunes) / len(tunes)
     assert share > 0.75

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from folkrnn_jax import sweep
+from folkrnn_jax.training import sweep
 from tests.conftest import ROOT
 
 

@@ -7,14 +7,16 @@ import time
 import numpy as np
 import pytest
 
-from folkrnn_jax import train
+from folkrnn_jax.training import loop as loop_lib
+from folkrnn_jax.training import loss as loss_lib
+from folkrnn_jax.training import metrics as metrics_lib
 from tests.conftest import ROOT, fixture_config, run_module
 
 
 def test_tiny_preset_learns(tmp_path, excerpt_path):
     config = fixture_config(excerpt_path, num_train_steps=150, log_every_steps=50, eval_every_steps=0)
-    train.train_and_evaluate(config, str(tmp_path))
-    records = train.read_metrics(str(tmp_path))
+    loop_lib.train_and_evaluate(config, str(tmp_path))
+    records = metrics_lib.read_metrics(str(tmp_path))
     final = [r for r in records if "valid_loss" in r][-1]
     first_valid = next(r for r in records if "valid_loss" in r)
     assert final["step"] == 150
@@ -35,13 +37,13 @@ def test_loss_ignores_padding():
     lengths = jnp.asarray([4, 6])
     garbage = logits.at[0, 3:].set(100.0)
     for norm in ("token", "tune"):
-        a = train.sequence_loss(logits, targets, mask, lengths, norm)
-        b = train.sequence_loss(garbage, targets, mask, lengths, norm)
+        a = loss_lib.sequence_loss(logits, targets, mask, lengths, norm)
+        b = loss_lib.sequence_loss(garbage, targets, mask, lengths, norm)
         assert float(a) == pytest.approx(float(b))
-    nll = np.asarray(train.token_nll(logits, targets)) * np.asarray(mask)
-    assert float(train.sequence_loss(logits, targets, mask, lengths, "token")) == pytest.approx(nll.sum() / 8, rel=1e-6)
+    nll = np.asarray(loss_lib.token_nll(logits, targets)) * np.asarray(mask)
+    assert float(loss_lib.sequence_loss(logits, targets, mask, lengths, "token")) == pytest.approx(nll.sum() / 8, rel=1e-6)
     per_tune = (nll[0].sum() / 4 + nll[1].sum() / 6) / 2
-    assert float(train.sequence_loss(logits, targets, mask, lengths, "tune")) == pytest.approx(per_tune, rel=1e-6)
+    assert float(loss_lib.sequence_loss(logits, targets, mask, lengths, "tune")) == pytest.approx(per_tune, rel=1e-6)
 
 
 def _train_args(excerpt_path, workdir, steps):
@@ -59,7 +61,7 @@ def test_killed_run_resumes_with_identical_losses(tmp_path, excerpt_path):
     config = fixture_config(
         excerpt_path, num_train_steps=steps, log_every_steps=1, eval_every_steps=0, checkpoint_every_steps=5
     )
-    train.train_and_evaluate(config, str(reference))
+    loop_lib.train_and_evaluate(config, str(reference))
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -79,8 +81,8 @@ def test_killed_run_resumes_with_identical_losses(tmp_path, excerpt_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resumed from the checkpoint at step" in result.stderr
 
-    ref = {r["step"]: r for r in train.read_metrics(str(reference))}
-    got = {r["step"]: r for r in train.read_metrics(str(killed))}
+    ref = {r["step"]: r for r in metrics_lib.read_metrics(str(reference))}
+    got = {r["step"]: r for r in metrics_lib.read_metrics(str(killed))}
     assert sorted(got) == list(range(1, steps + 1)) == sorted(ref)
     for step in ref:
         assert got[step]["train_loss"] == pytest.approx(ref[step]["train_loss"], abs=1e-6), step

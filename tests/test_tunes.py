@@ -4,21 +4,26 @@ import random
 
 import pytest
 
-from folkrnn_jax import abctools, tunes, vocab
+from folkrnn_jax.music import abc_out
+from folkrnn_jax.music import midi as midi_lib
+from folkrnn_jax.music import output as output_lib
+from folkrnn_jax.music import tools as tools_lib
+from folkrnn_jax.music import transpose
+from folkrnn_jax.music import vocab
 from tests.conftest import fixture_path
 
 ROOTS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 SHIFTS = (0, 1, 2, 3, 4, 5, 6, -5, -4, -3, -2, -1)  # C -> root, in -5..+6 semitones
 LETTER_OCTAVE = "%%propagate-accidentals octave"  # abc2midi: accidentals hold per letter+octave
 
-needs_abc2midi = pytest.mark.skipif(not abctools.have("abc2midi"), reason="abc2midi is not installed")
+needs_abc2midi = pytest.mark.skipif(not tools_lib.have("abc2midi"), reason="abc2midi is not installed")
 
 
 def _fixture_tunes(per_mode=3):
     with open(fixture_path("data_v2_excerpt.txt")) as f:
         blocks = [b.split() for b in f.read().split("\n\n") if b.strip()]
     chosen = []
-    for mode in tunes.MODE_SUFFIX:
+    for mode in transpose.MODE_SUFFIX:
         found = [b for b in blocks if mode in b[:2]]
         # Prefer tunes with accidentals, the interesting case.
         found.sort(key=lambda b: -sum(t[0] in "^_=" for t in b))
@@ -30,7 +35,7 @@ def _random_tunes(seed=0, notes=80):
     """One accidental-heavy tune per mode: random v2 pitch tokens, all octaves, 4 to a bar."""
     rng = random.Random(seed)
     out = []
-    for mode in tunes.MODE_SUFFIX:
+    for mode in transpose.MODE_SUFFIX:
         body = []
         for i in range(notes):
             body += [rng.choice(vocab.PITCH_TOKENS)] + (["2"] if rng.random() < 0.2 else [])
@@ -44,44 +49,44 @@ def _notes(abc, letter_octave):
     if letter_octave:
         lines = abc.splitlines()
         abc = "\n".join(lines[:4] + [LETTER_OCTAVE] + lines[4:]) + "\n"
-    return abctools.midi_notes(abctools.abc_to_midi(abc))
+    return midi_lib.midi_notes(tools_lib.abc_to_midi(abc))
 
 
 def test_parse_root_and_key_fields():
-    assert [tunes.parse_root(r)[1] for r in ROOTS] == list(SHIFTS)
-    abc = tunes.tokens_to_abc("<s> M:6/8 K:Cdor G A B c".split(), key="D")
+    assert [transpose.parse_root(r)[1] for r in ROOTS] == list(SHIFTS)
+    abc = abc_out.tokens_to_abc("<s> M:6/8 K:Cdor G A B c".split(), key="D")
     assert "K:Ddor" in abc.splitlines() and abc.splitlines()[-1] == "ABcd"
-    assert "K:Em" in tunes.tokens_to_abc("<s> K:Cmin c".split(), key="E")
-    assert "K:C#m" in tunes.tokens_to_abc("<s> K:Cmin c".split(), key="Db")  # not 8 flats
-    assert "K:Bbmix" in tunes.tokens_to_abc("<s> K:Cmix c".split(), key="Bb")
+    assert "K:Em" in abc_out.tokens_to_abc("<s> K:Cmin c".split(), key="E")
+    assert "K:C#m" in abc_out.tokens_to_abc("<s> K:Cmin c".split(), key="Db")  # not 8 flats
+    assert "K:Bbmix" in abc_out.tokens_to_abc("<s> K:Cmix c".split(), key="Bb")
     with pytest.raises(ValueError):
-        tunes.parse_root("H")
+        transpose.parse_root("H")
 
 
 def test_bar_scoped_accidentals_written_only_where_needed():
     # ^F holds for the F of the same octave until the bar line, not for f.
     tokens = "<s> M:4/4 K:Cmaj ^F F f c | F ^F, =B B | f =f ^f =F |".split()
     # G major (down 5): F#->C#, F->C (C natural in G), =B->F (F# is in the key).
-    assert tunes.tokens_to_abc(tokens, key="G", courtesy=False).splitlines()[-1] == "^CCcG | C^C,FF | cc^cC |"
+    assert abc_out.tokens_to_abc(tokens, key="G", courtesy=False).splitlines()[-1] == "^CCcG | C^C,FF | cc^cC |"
     # D major (up 2): B natural -> C#, in the key signature: no accidental needed.
-    assert tunes.tokens_to_abc(tokens, key="D", courtesy=False).splitlines()[-1] == "^GGgd | G^G,cc | gg^gG |"
+    assert abc_out.tokens_to_abc(tokens, key="D", courtesy=False).splitlines()[-1] == "^GGgd | G^G,cc | gg^gG |"
     # With courtesy accidentals, a different octave of a letter altered earlier gets one too.
-    assert tunes.tokens_to_abc(tokens, key="D").splitlines()[-1] == "^GG=gd | G^G,cc | gg^g=G |"
+    assert abc_out.tokens_to_abc(tokens, key="D").splitlines()[-1] == "^GG=gd | G^G,cc | gg^g=G |"
 
 
 @needs_abc2midi
 def test_transposed_midi_is_shifted_c_tune_for_all_roots_and_modes():
     chosen = _fixture_tunes()
-    assert {t[1] for t in chosen} == set(tunes.MODE_SUFFIX)
+    assert {t[1] for t in chosen} == set(transpose.MODE_SUFFIX)
     for tokens in chosen + _random_tunes():
-        c_abc = tunes.tokens_to_abc(tokens)
+        c_abc = abc_out.tokens_to_abc(tokens)
         expected = _notes(c_abc, letter_octave=True)
         assert expected
         for root, shift in zip(ROOTS, SHIFTS):
             want = [(start, pitch + shift, duration) for start, pitch, duration in expected]
-            minimal = tunes.tokens_to_abc(tokens, key=root, courtesy=False)
+            minimal = abc_out.tokens_to_abc(tokens, key=root, courtesy=False)
             assert _notes(minimal, letter_octave=True) == want, (root, minimal)
-            courteous = tunes.transpose_tune_abc(tokens, root)
+            courteous = abc_out.transpose_tune_abc(tokens, root)
             assert _notes(courteous, letter_octave=True) == want, (root, courteous)
             assert _notes(courteous, letter_octave=False) == want, (root, courteous)
 
@@ -91,26 +96,26 @@ def test_mido_fallback_plays_the_notes_abc2midi_plays():
     with open(fixture_path("data_v2_excerpt.txt")) as f:
         blocks = [b.split() for b in f.read().split("\n\n") if b.strip()]
     plain = []  # each mode's tunes up to their first repeat (abc2midi would play repeats twice)
-    for mode in tunes.MODE_SUFFIX:
+    for mode in transpose.MODE_SUFFIX:
         for b in [b for b in blocks if mode in b[:2]][:2]:
             b = ["|" if t == "|:" else t for t in b]
             cut = [i for i, t in enumerate(b) if t in (":|", "|1", "|2")]
             plain.append(b[: cut[0]] if cut else b)
     plain.append("<s> M:6/8 K:Cmin c > d (3 e f g [ c e ] 2 | ^F F f z /2 B /2 B 2 |".split())
-    assert {t[1] for t in plain[:-1]} == set(tunes.MODE_SUFFIX) and all(len(t) > 12 for t in plain)
+    assert {t[1] for t in plain[:-1]} == set(transpose.MODE_SUFFIX) and all(len(t) > 12 for t in plain)
     for tokens in plain:
         for root in ("C", "A", "Eb"):
-            ours = abctools.midi_notes(tunes.tokens_to_midi(tokens, key=root))
-            theirs = abctools.midi_notes(abctools.abc_to_midi(tunes.tokens_to_abc(tokens, key=root)))
+            ours = midi_lib.midi_notes(midi_lib.tokens_to_midi(tokens, key=root))
+            theirs = midi_lib.midi_notes(tools_lib.abc_to_midi(abc_out.tokens_to_abc(tokens, key=root)))
             assert [p for _, p, _ in ours] == [p for _, p, _ in theirs], root
             # abc2midi starts notes one tick late and staggers chord notes by a few ticks.
             assert all(abs(a[0] - b[0]) <= 12 and abs(a[2] - b[2]) <= 12 for a, b in zip(ours, theirs))
 
 
 def test_write_tunes_midi_without_abc2midi(tmp_path, monkeypatch):
-    monkeypatch.setattr(abctools, "have", lambda tool: False)
+    monkeypatch.setattr(tools_lib, "have", lambda tool: False)
     tokens = "<s> M:4/4 K:Cmaj c 2 d e | f g a b |".split()
-    assert tunes.write_tunes([tokens, tokens], ["a", "b"], str(tmp_path / "m"), "midi", key="G") == 2
-    notes = abctools.midi_notes((tmp_path / "m" / "tune_001.mid").read_bytes())
+    assert output_lib.write_tunes([tokens, tokens], ["a", "b"], str(tmp_path / "m"), "midi", key="G") == 2
+    notes = midi_lib.midi_notes((tmp_path / "m" / "tune_001.mid").read_bytes())
     assert [p for _, p, _ in notes] == [67, 69, 71, 72, 74, 76, 78]
-    assert notes[0][2] == 2 * tunes.TICKS_PER_EIGHTH
+    assert notes[0][2] == 2 * midi_lib.TICKS_PER_EIGHTH

@@ -1,6 +1,6 @@
 import pytest
 
-from folkrnn_jax import vocab
+from folkrnn_jax.music import vocab
 
 
 def test_blog_order():

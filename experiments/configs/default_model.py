@@ -19,8 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.learning_rate = 0.003
     config.batch_size = 32
     config.num_epochs = 60
-    config.lr_decay = 0.97
-    config.lr_decay_after_epochs = 20
+    # Anneal sooner than v2 (x0.97 after epoch 20): a CPU run gets tens of epochs, not 100.
+    config.lr_decay = 0.9
+    config.lr_decay_after_epochs = 10
     config.log_every_steps = 100
     config.checkpoint_every_steps = 250
     return config

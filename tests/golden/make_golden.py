@@ -16,16 +16,12 @@ import tempfile
 
 import jax
 
-from folkrnn_jax import abc as abc_in
-from folkrnn_jax import data as v2_format
-from folkrnn_jax import evaluate as statistics
-from folkrnn_jax import model as folkrnn
-from folkrnn_jax import sample as sampler
-from folkrnn_jax import structure
-from folkrnn_jax import train as loop
-from folkrnn_jax import train as metrics
-from folkrnn_jax import tunes as abc_out
-from folkrnn_jax import tunes as midi
+from folkrnn_jax.analysis import statistics
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.model import folkrnn
+from folkrnn_jax.music import abc_in, abc_out, midi, structure
+from folkrnn_jax.training import loop, metrics
 from tests.conftest import FIXTURES, fixture_config
 
 GOLDEN = os.path.dirname(os.path.abspath(__file__))

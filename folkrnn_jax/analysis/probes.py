@@ -1,0 +1,430 @@
+"""Looking inside a trained model, after "Making sense of the folk-rnn v2 model" (parts 2-10).
+
+Every intervention goes through the jit-compiled model's explicit arguments: ``unit_mask``
+[num_layers, hidden] multiplies each layer's hidden state inside the recurrence (ablation),
+``logit_bias`` [vocab] is added to the logits (nudging), and float inputs [batch, time, vocab]
+replace the one-hot encoding (two-hot input forcing). Nothing edits the model's code.
+
+Each ``run_*`` function writes PNG + JSON (and the recording an ``.npz``) into an output
+directory and returns the written paths; ``experiments/analyze_*.py`` are their entry points.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from folkrnn_jax import files
+from folkrnn_jax.analysis import plots
+from folkrnn_jax.data import v2_format
+from folkrnn_jax.generate import prefix as prefix_lib
+from folkrnn_jax.generate import sampler
+from folkrnn_jax.model.folkrnn import FolkRNN
+from folkrnn_jax.music import structure, vocab
+from folkrnn_jax.training import checkpoints, runs
+
+BAR_IDS = np.asarray([vocab.TOKEN_TO_ID[t] for t in vocab.BAR_TOKENS])
+PITCH_IDS = np.asarray([i for i, t in enumerate(vocab.TOKENS) if vocab.is_pitch(t)])
+ENHARMONIC_CANDIDATES = [
+    ("_C", "B,"), ("_c", "B"), ("^B,", "C"), ("^E", "F"), ("_F", "E"),
+    ("^C", "_D"), ("^c", "_d"), ("^D", "_E"), ("^d", "_e"), ("^F", "_G"), ("^f", "_g"),
+    ("^G", "_A"), ("^g", "_a"), ("^A", "_B"), ("^a", "_b"), ("^A,", "_B,"), ("^C,", "_D,"),
+    ("^F,", "_G,"), ("^G,", "_A,"), ("^c'", "_d'"), ("^D,", "_E,"),
+    ("=C", "C"), ("=c", "c"), ("=B", "B"), ("=E", "E"), ("=F", "F"), ("=G", "G"), ("=A", "A"),
+    ("=D", "D"), ("=b", "b"), ("=e", "e"), ("=f", "f"), ("=g", "g"), ("=a", "a"), ("=d", "d"),
+]
+
+
+def enharmonic_pairs() -> list[tuple[str, str]]:
+    """Pairs of tokens naming the same pitch (in C major / no key signature) that are both
+    in the vocabulary, e.g. ``^f``/``_g``, ``_C``/``B,`` ... and natural-sign twins ``=c``/``c``."""
+    return [(a, b) for a, b in ENHARMONIC_CANDIDATES if a in vocab.TOKEN_TO_ID and b in vocab.TOKEN_TO_ID]
+
+
+def _write_json(obj: Any, path: str) -> str:
+    return files.atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording every internal signal
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _record(model: FolkRNN, params: Any, inputs: jax.Array, unit_mask, logit_bias):
+    return model.apply({"params": params}, inputs, None, unit_mask, logit_bias, method=FolkRNN.record)
+
+
+def record(
+    model: FolkRNN, params: Any, tokens: Sequence[str] | np.ndarray,
+    unit_mask: np.ndarray | None = None, logit_bias: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Teacher-forced pass over one tune (tokens or a float input [time, vocab]); returns numpy
+    arrays ``layer_j/{i,f,o,g,c,h}`` [time, hidden], ``probs`` and ``logits`` [time, vocab]."""
+    if isinstance(tokens, np.ndarray) and tokens.ndim == 2:
+        inputs = jnp.asarray(tokens, jnp.float32)[None]
+    else:
+        inputs = jnp.asarray(vocab.encode(tokens))[None]
+    um = None if unit_mask is None else jnp.asarray(unit_mask, jnp.float32)
+    lb = None if logit_bias is None else jnp.asarray(logit_bias, jnp.float32)
+    logits, _, internals = _record(model, params, inputs, um, lb)
+    out = {"logits": np.asarray(logits[0]), "probs": np.asarray(internals["probs"][0])}
+    for layer, signals in internals.items():
+        if layer.startswith("layer_"):
+            for name, value in signals.items():
+                out[f"{layer}/{name}"] = np.asarray(value[0])
+    return out
+
+
+def save_record(path: str, recorded: dict[str, np.ndarray], tokens: Sequence[str]) -> str:
+    np.savez_compressed(path, tokens=np.asarray(list(tokens)), vocab=np.asarray(vocab.TOKENS), **recorded)
+    return path
+
+
+def sample_one(model: FolkRNN, params: Any, seed: int = 0, prefix: str = "M:4/4 K:Cmaj",
+               max_length: int = 300) -> list[str]:
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(seed), 1, prefix, 1.0, max_length)
+    return result.tokens(0)
+
+
+def run_record(workdir: str, output: str, seed: int = 0) -> list[str]:
+    """Generate one tune, record every internal signal over it, plot the hidden states."""
+    os.makedirs(output, exist_ok=True)
+    model, params, _ = runs.load_run(workdir)
+    tokens = sample_one(model, params, seed)
+    rec = record(model, params, tokens)
+    paths = [save_record(os.path.join(output, "record.npz"), rec, tokens)]
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(model.num_layers, 1, figsize=(10, 2.2 * model.num_layers), squeeze=False)
+    for j in range(model.num_layers):
+        h = rec[f"layer_{j}/h"]
+        axes[j, 0].imshow(h.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        axes[j, 0].set_ylabel(f"layer {j} units")
+    axes[-1, 0].set_xlabel("token position")
+    axes[0, 0].set_title("hidden states over a generated tune")
+    paths.append(plots.save_figure(fig, os.path.join(output, "record_hidden.png")))
+    summary = {
+        "tokens": tokens,
+        "mean_abs_h": [float(np.abs(rec[f"layer_{j}/h"]).mean()) for j in range(model.num_layers)],
+        "share_abs_h_below_0.1": [float((np.abs(rec[f"layer_{j}/h"]) < 0.1).mean()) for j in range(model.num_layers)],
+    }
+    paths.append(_write_json(summary, os.path.join(output, "record.json")))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Softmax layer (parts 2, 3) and first-layer input weights
+
+
+def softmax_analysis(params: Any) -> dict[str, Any]:
+    """Output bias, the correlation of the softmax weight columns and their singular values."""
+    kernel = np.asarray(params["output"]["kernel"])  # [H, V]
+    bias = np.asarray(params["output"]["bias"])
+    corr = np.corrcoef(kernel.T)
+    singular = np.linalg.svd(kernel, compute_uv=False)
+    return {"bias": bias, "column_correlation": corr, "singular_values": singular}
+
+
+def run_softmax(workdir: str, output: str, seed: int = 0) -> list[str]:
+    os.makedirs(output, exist_ok=True)
+    _, params, _ = runs.load_run(workdir)
+    result = softmax_analysis(params)
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    order = np.argsort(result["bias"])[::-1]
+    axes[0].bar(np.arange(len(order)), result["bias"][order])
+    axes[0].set_title("softmax bias (sorted)")
+    axes[0].set_xticks(np.arange(0, len(order), 8), [vocab.TOKENS[i] for i in order[::8]], rotation=90, fontsize=6)
+    axes[1].imshow(result["column_correlation"], cmap="RdBu_r", vmin=-1, vmax=1)
+    axes[1].set_title("correlation of softmax weight columns")
+    axes[2].semilogy(result["singular_values"], ".")
+    axes[2].set_title(f"singular values (largest {result['singular_values'][0]:.1f})")
+    paths = [plots.save_figure(fig, os.path.join(output, "softmax.png"))]
+    top = [(vocab.TOKENS[i], float(result["bias"][i])) for i in order[:10]]
+    paths.append(_write_json({
+        "largest_singular_value": float(result["singular_values"][0]),
+        "singular_values": result["singular_values"].tolist(),
+        "bias_top10": top,
+        "bias": dict(zip(vocab.TOKENS, result["bias"].tolist())),
+    }, os.path.join(output, "softmax.json")))
+    return paths
+
+
+def cosine_matrix(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    y = x / np.maximum(n, 1e-12)
+    return y @ y.T
+
+
+def input_similarity(params: Any, seed: int = 0, num_random: int = 2000) -> dict[str, Any]:
+    """Cosine similarity of the first layer's input weight rows (one per token); enharmonic
+    pairs compared with random pairs of pitch tokens."""
+    w = np.asarray(params["lstm_0_w_in"])  # [V, 4H]
+    sim = cosine_matrix(w)
+    pairs = enharmonic_pairs()
+    pair_sims = {f"{a}/{b}": float(sim[vocab.TOKEN_TO_ID[a], vocab.TOKEN_TO_ID[b]]) for a, b in pairs}
+    rng = np.random.default_rng(seed)
+    a = rng.choice(PITCH_IDS, num_random)
+    b = rng.choice(PITCH_IDS, num_random)
+    keep = a != b
+    random_sims = sim[a[keep], b[keep]]
+    return {
+        "similarity": sim,
+        "enharmonic": pair_sims,
+        "enharmonic_mean": float(np.mean(list(pair_sims.values()))) if pair_sims else 0.0,
+        "random_mean": float(random_sims.mean()),
+        "random_std": float(random_sims.std()),
+        "random": random_sims,
+    }
+
+
+def run_embeddings(workdir: str, output: str, seed: int = 0) -> list[str]:
+    os.makedirs(output, exist_ok=True)
+    _, params, _ = runs.load_run(workdir)
+    result = input_similarity(params, seed)
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    axes[0].imshow(result["similarity"], cmap="RdBu_r", vmin=-1, vmax=1)
+    axes[0].set_title("cosine similarity of input weight rows (vocab order)")
+    axes[1].hist(result["random"], bins=40, density=True, alpha=0.6, label="random pitch pairs")
+    for k, v in enumerate(result["enharmonic"].values()):
+        axes[1].axvline(v, color="C3", alpha=0.6, label="enharmonic pairs" if k == 0 else None)
+    axes[1].legend()
+    axes[1].set_title("enharmonic vs random pairs")
+    paths = [plots.save_figure(fig, os.path.join(output, "embeddings.png"))]
+    paths.append(_write_json({k: result[k] for k in ("enharmonic", "enharmonic_mean", "random_mean", "random_std")},
+                             os.path.join(output, "embeddings.json")))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Bar counting (part 6): Fourier power at the bar period, then ablation
+
+
+def bar_period_power(h: np.ndarray, tokens: Sequence[str]) -> tuple[np.ndarray, float]:
+    """Share of each unit's (mean-removed) spectral power at the tune's bar-line period,
+    the mean number of tokens per bar. h is [time, hidden] aligned with ``tokens``."""
+    positions = [i for i, t in enumerate(tokens) if t in vocab.BAR_TOKENS]
+    period = float(np.mean(np.diff(positions))) if len(positions) > 1 else float(len(tokens))
+    x = h - h.mean(axis=0)
+    spectrum = np.abs(np.fft.rfft(x, axis=0)) ** 2
+    freqs = np.fft.rfftfreq(len(x))
+    k = int(np.argmin(np.abs(freqs - 1.0 / period)))
+    total = spectrum[1:].sum(axis=0) + 1e-12
+    return spectrum[k] / total, period
+
+
+def bar_placement_accuracy(probs: np.ndarray, targets: Sequence[int]) -> float:
+    """Balanced accuracy of 'a bar line comes next' (probability mass on bar tokens > 0.5)
+    against where the tune's bar lines are."""
+    targets = np.asarray(targets)
+    predicted = probs[:, BAR_IDS].sum(axis=1) > 0.5
+    actual = np.isin(targets, BAR_IDS)
+    hit = predicted[actual].mean() if actual.any() else 1.0
+    reject = (~predicted[~actual]).mean() if (~actual).any() else 1.0
+    return float(0.5 * (hit + reject))
+
+
+def bar_probability(probs: np.ndarray, targets: Sequence[int]) -> float:
+    """Mean probability the model gives to bar-line tokens where the tune has a bar line."""
+    targets = np.asarray(targets)
+    actual = np.isin(targets, BAR_IDS)
+    return float(probs[actual][:, BAR_IDS].sum(axis=1).mean()) if actual.any() else 0.0
+
+
+def _tunes_for_analysis(workdir: str, num_tunes: int) -> list[list[str]]:
+    config = checkpoints.load_config(workdir)
+    tunes = v2_format.read_v2_file(config.data_path)
+    tunes = [t for t in tunes if len(t) < 400][:num_tunes]
+    return [[vocab.START] + t + [vocab.END] for t in tunes]
+
+
+def bar_ablation(model: FolkRNN, params: Any, tunes: Sequence[Sequence[str]], ks: Sequence[int] = (0, 4, 16, 32),
+                 layer: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Fourier power of every unit at the bar period (averaged over tunes), then bar-line
+    placement accuracy with the top-k units (by that power) zeroed, against k random units."""
+    L, H = model.num_layers, model.hidden_size
+    power = np.zeros((L, H))
+    for tune in tunes:
+        rec = record(model, params, tune)
+        for j in range(L):
+            p, _ = bar_period_power(rec[f"layer_{j}/h"], tune)
+            power[j] += p / len(tunes)
+    layer = L - 1 if layer is None else layer
+    rng = np.random.default_rng(seed)
+    results = {"k": [], "top": [], "random": [], "top_probability": [], "random_probability": []}
+    for k in ks:
+        k = min(k, H)
+        accs, probs = [], []
+        for units in (np.argsort(power[layer])[::-1][:k], rng.choice(H, k, replace=False)):
+            mask = np.ones((L, H), np.float32)
+            mask[layer, units] = 0.0
+            acc, prob = [], []
+            for t in tunes:
+                p = record(model, params, t[:-1], unit_mask=mask)["probs"]
+                targets = vocab.encode(t[1:])
+                acc.append(bar_placement_accuracy(p, targets))
+                prob.append(bar_probability(p, targets))
+            accs.append(float(np.mean(acc)))
+            probs.append(float(np.mean(prob)))
+        results["k"].append(k)
+        results["top"].append(accs[0])
+        results["random"].append(accs[1])
+        results["top_probability"].append(probs[0])
+        results["random_probability"].append(probs[1])
+    return {"power": power, "layer": layer, "ablation": results}
+
+
+def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> list[str]:
+    os.makedirs(output, exist_ok=True)
+    model, params, _ = runs.load_run(workdir)
+    tunes = _tunes_for_analysis(workdir, num_tunes)
+    ks = [k for k in (0, 2, 8, 32, 64) if k <= model.hidden_size]
+    result = bar_ablation(model, params, tunes, ks, seed=seed)
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for j in range(model.num_layers):
+        axes[0].plot(np.sort(result["power"][j])[::-1], label=f"layer {j}")
+    axes[0].set_title("share of power at the bar period (units, sorted)")
+    axes[0].legend()
+    ab = result["ablation"]
+    axes[1].plot(ab["k"], ab["top"], "o-", color="C0", label="accuracy, top units zeroed")
+    axes[1].plot(ab["k"], ab["random"], "s--", color="C0", label="accuracy, random units zeroed")
+    axes[1].plot(ab["k"], ab["top_probability"], "o-", color="C3", label="P(bar), top units zeroed")
+    axes[1].plot(ab["k"], ab["random_probability"], "s--", color="C3", label="P(bar), random units zeroed")
+    axes[1].set_xlabel(f"units zeroed in layer {result['layer']}")
+    axes[1].set_title("bar lines: balanced accuracy and P(bar) at true bar lines")
+    axes[1].legend()
+    paths = [plots.save_figure(fig, os.path.join(output, "bars.png"))]
+    paths.append(_write_json({"power": result["power"].tolist(), "layer": result["layer"], "ablation": ab},
+                             os.path.join(output, "bars.json")))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Input forcing and nudging (parts 2, 7)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_steps"))
+def forced_sample(model: FolkRNN, params: Any, key: jax.Array, prefix: jax.Array, num_steps: int,
+                  forcing: jax.Array, logit_bias: jax.Array, unit_mask: jax.Array | None = None):
+    """Sample ``num_steps`` tokens after ``prefix`` (int ids [P]); each fed-back token enters
+    as a two-hot vector: (1 - forcing) on the token and ``forcing`` on a random pitch token.
+    ``logit_bias`` [vocab] is added to the logits. Returns ids [num_steps] (after </s> the
+    sequence just continues; cut it at the first </s>)."""
+    variables = {"params": params}
+    V = model.vocab_size
+    carry = model.apply(variables, 1, method=FolkRNN.initial_carry)
+    if prefix.shape[0] > 1:
+        _, carry = model.apply(variables, prefix[None, :-1], carry, unit_mask=unit_mask,
+                               logit_bias=logit_bias, method=FolkRNN.decode)
+    pitch_ids = jnp.asarray(PITCH_IDS)
+
+    def step(state, k):
+        token, carry = state
+        k_pitch, k_next = jax.random.split(k)
+        pitch = jax.random.choice(k_pitch, pitch_ids)
+        x = (1.0 - forcing) * jax.nn.one_hot(token, V) + forcing * jax.nn.one_hot(pitch, V)
+        logits, carry = model.apply(variables, x[None, None, :], carry, unit_mask=unit_mask,
+                                    logit_bias=logit_bias, method=FolkRNN.decode)
+        nxt = jax.random.categorical(k_next, logits[0, 0]).astype(jnp.int32)
+        return (nxt, carry), nxt
+
+    _, out = jax.lax.scan(step, (prefix[-1], carry), jax.random.split(key, num_steps))
+    return out
+
+
+def forced_tunes(model, params, seed: int, num_tunes: int, forcing: float, logit_bias: np.ndarray,
+                 prefix: str = "M:4/4 K:Cmaj", num_steps: int = 250) -> list[list[str]]:
+    prefix_ids = jnp.asarray(vocab.encode(prefix_lib.parse_prefix(prefix)))
+    out = []
+    for i in range(num_tunes):
+        ids = np.asarray(forced_sample(model, params, jax.random.PRNGKey(seed * 1000 + i), prefix_ids,
+                                       num_steps, jnp.float32(forcing), jnp.asarray(logit_bias, jnp.float32)))
+        tokens = vocab.decode(ids)
+        if vocab.END in tokens:
+            tokens = tokens[: tokens.index(vocab.END)]
+        out.append(prefix.split() + tokens)
+    return out
+
+
+def run_forcing(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> list[str]:
+    """Two-hot forcing (0.7 token + 0.3 random pitch) and a logit nudge towards ``^f``,
+    compared with plain sampling: share of valid tunes and of the nudged token."""
+    os.makedirs(output, exist_ok=True)
+    model, params, _ = runs.load_run(workdir)
+    zero = np.zeros(vocab.VOCAB_SIZE, np.float32)
+    nudge = zero.copy()
+    nudge[vocab.TOKEN_TO_ID["^f"]] = 3.0
+    settings = {"plain": (0.0, zero), "two-hot 0.3": (0.3, zero), "nudge ^f +3": (0.0, nudge)}
+    summary = {}
+    for name, (forcing, bias) in settings.items():
+        tunes = forced_tunes(model, params, seed, num_tunes, forcing, bias)
+        body_tokens = [t for tune in tunes for t in tune[2:]]
+        summary[name] = {
+            "valid_share": float(np.mean([structure.is_valid_tune(t) for t in tunes])),
+            "share_^f": body_tokens.count("^f") / max(len(body_tokens), 1),
+            "share_bar_tokens": sum(t in vocab.BAR_TOKENS for t in body_tokens) / max(len(body_tokens), 1),
+            "mean_length": float(np.mean([len(t) for t in tunes])),
+            "first_tune": " ".join(tunes[0]),
+        }
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    names = list(summary)
+    for ax, key in zip(axes, ("valid_share", "share_^f", "share_bar_tokens")):
+        ax.bar(names, [summary[n][key] for n in names], color=["C0", "C1", "C2"])
+        ax.set_title(key)
+        ax.tick_params(axis="x", labelsize=8)
+    paths = [plots.save_figure(fig, os.path.join(output, "forcing.png"))]
+    paths.append(_write_json(summary, os.path.join(output, "forcing.json")))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-similarity (Gram) matrices (parts 9, 10)
+
+
+def gram_matrices(rec: dict[str, np.ndarray], tokens: Sequence[str], num_layers: int) -> dict[str, np.ndarray]:
+    """Cosine self-similarity over time of the one-hot inputs, the softmax outputs and each
+    layer's hidden state."""
+    onehot = np.eye(vocab.VOCAB_SIZE)[vocab.encode(tokens)]
+    out = {"inputs": onehot @ onehot.T, "softmax": cosine_matrix(rec["probs"])}
+    for j in range(num_layers):
+        out[f"layer_{j}"] = cosine_matrix(rec[f"layer_{j}/h"])
+    return out
+
+
+def run_gram(workdir: str, output: str, seed: int = 0) -> list[str]:
+    os.makedirs(output, exist_ok=True)
+    model, params, _ = runs.load_run(workdir)
+    tokens = sample_one(model, params, seed)
+    grams = gram_matrices(record(model, params, tokens), tokens, model.num_layers)
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, len(grams), figsize=(3.2 * len(grams), 3.4))
+    bars = [i for i, t in enumerate(tokens) if t in ("|:", ":|")]
+    for ax, (name, g) in zip(axes, grams.items()):
+        ax.imshow(g, cmap="viridis", vmin=0 if name == "inputs" else -1, vmax=1)
+        for b in bars:
+            ax.axvline(b, color="w", lw=0.4)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    paths = [plots.save_figure(fig, os.path.join(output, "gram.png"))]
+    paths.append(_write_json({"tokens": tokens, "mean_similarity": {k: float(v.mean()) for k, v in grams.items()}},
+                             os.path.join(output, "gram.json")))
+    return paths
+
+
+ANALYSES = {
+    "record": run_record,
+    "softmax": run_softmax,
+    "embeddings": run_embeddings,
+    "bars": run_bars,
+    "forcing": run_forcing,
+    "gram": run_gram,
+}

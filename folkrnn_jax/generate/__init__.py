@@ -1,0 +1,2 @@
+"""Generating tunes: prefixes, sampling options, the batched samplers, structure-constrained
+sampling and beam search."""

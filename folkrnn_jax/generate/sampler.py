@@ -1,0 +1,441 @@
+"""Batched sampling of new tunes: all tunes advance together inside one jit-compiled loop.
+
+The loop is a ``while_loop`` around a fixed ``CHUNK``-step ``scan`` (the exit test, "every
+tune has emitted ``</s>``", is checked once per chunk, and the chunk's tokens are written
+with one slice update). Every step draws each tune's token with the key
+``fold_in(fold_in(seed_key, tune_index), position)``, so tune i depends only on the seed and
+i, whatever the batch. Options:
+
+* ``temperature`` (an array argument: a new value does not recompile);
+* ``top_k`` (static int, 0 = off) and ``top_p`` (nucleus; off when >= 1, the value is an
+  array argument): truncation of the distribution before sampling;
+* ``token_mask`` (tokens never to emit, an additive ``-inf`` logit bias) and ``logit_bias``;
+* prefixes: one for all tunes or one per tune (``prefixes``, lengths may differ). Prefix
+  positions are forced; a ``*`` in a prefix is a wildcard the model fills; ``meter`` and
+  ``mode`` build the ``M:``/``K:`` header;
+* early stop when all tunes have ended, ``steps`` reported; ``truncated`` marks tunes that
+  reached ``max_length`` without ``</s>``;
+* ``constrain``: structure-constrained sampling (``folkrnn_jax.constraint``), the tokens that
+  would break a bar length, repeat or ending masked at every step inside the loop;
+* a model with ``matmul_dtype="bfloat16"`` samples with its weight matrices cast once
+  (``sampling_params``), float32 state.
+
+* prefixes may also be ABC text (``"M:6/8 K:Dmix |: A>B c2"``), converted by
+  ``folkrnn_jax.abc`` (``abc_prefix``);
+* ``slots``: continuous batching for many tunes: ``slots`` batch rows, each starting the next
+  tune as soon as its tune ends (``_refill_loop``; the same tunes, no row idles until the
+  longest tune of a batch ends). ``sample_many`` uses it in rounds, with a progress callback
+  and ``valid_only``.
+
+``sample_stream`` yields the tokens step by step (host loop over one jitted step) for
+interactive use, as the folkrnn.org web app streamed them; it draws the same tokens as
+``sample_tunes`` for the same arguments. ``stream_many`` collects them with a per-step line
+callback (the CLI's ``--stream``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from folkrnn_jax.errors import InputError
+from folkrnn_jax.generate import constraint
+from folkrnn_jax.generate.prefix import WILDCARD_ID, _prepare
+from folkrnn_jax.model.folkrnn import FolkRNN
+from folkrnn_jax.music import structure, vocab
+
+Array = jax.Array
+CHUNK = 16
+
+@dataclasses.dataclass
+class SampledTunes:
+    """Sampled token ids [num_tunes, max_length] (prefix included, padded with ``</s>``),
+    each tune's length up to and including ``</s>``, and which tunes hit the maximum length.
+    ``steps`` is the position the batch loop reached (< max_length when all tunes ended)."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    truncated: np.ndarray
+    steps: int
+
+    def tokens(self, i: int) -> list[str]:
+        return vocab.decode(self.ids[i, : self.lengths[i]])
+
+    def all_tokens(self) -> list[list[str]]:
+        return [self.tokens(i) for i in range(len(self.ids))]
+
+
+def tune_keys(key: Array, num_tunes: int, offset: int = 0) -> Array:
+    """One key per tune, a function of the seed key and the tune's index only, so that tune i
+    is the same whatever the batch size."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(offset, offset + num_tunes))
+
+
+def sampling_params(model: FolkRNN, params: Any) -> Any:
+    """``params`` with the LSTM weight matrices stored in the model's ``matmul_dtype``: a
+    bfloat16 model then reads half the bytes per step and casts nothing inside the loop
+    (state, biases and the softmax stay float32). Float32 models are returned unchanged."""
+    dtype = jnp.dtype(model.matmul_dtype)
+    if dtype == jnp.float32:
+        return params
+    return {name: value.astype(dtype) if re.fullmatch(r"lstm_\d+_w_(in|hid)", name) else value
+            for name, value in params.items()}
+
+
+def token_bias(token_mask: Sequence[str] = (), logit_bias: Any = None) -> np.ndarray | None:
+    """The additive logit bias [vocab]: ``-inf`` on masked tokens plus ``logit_bias``, or None."""
+    if not token_mask and logit_bias is None:
+        return None
+    bias = np.zeros((vocab.VOCAB_SIZE,), np.float32)
+    if logit_bias is not None:
+        bias += np.asarray(logit_bias, np.float32)
+    ids = vocab.encode(list(token_mask), "token mask")
+    if vocab.END_ID in ids:
+        raise InputError("the token mask may not hold </s>: tunes could never end")
+    bias[ids] = -np.inf
+    return bias
+
+
+def truncate_logits(logits: Array, top_k: int, top_p: Array | None) -> Array:
+    """Set to -inf the logits outside the ``top_k`` largest (0: off) and outside the smallest
+    set whose probability reaches ``top_p`` (None: off). logits: [..., vocab]."""
+    if top_k:
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p is not None:
+        ordered = -jnp.sort(-logits, axis=-1)
+        probs = jax.nn.softmax(ordered, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs  # mass of the tokens ranked above
+        keep = before < top_p
+        keep = keep.at[..., 0].set(True)
+        threshold = jnp.min(jnp.where(keep, ordered, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < threshold, -jnp.inf, logits)
+    return logits
+
+
+def _step(model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
+          position, token, carry, done, structure_state=None):
+    """One token for every tune at ``position`` given the previous ``token``. With a
+    ``structure_state`` (``constraint.State``) the tokens that would break a tune are masked
+    before truncation, and the state is advanced by the emitted tokens."""
+    logits, carry = model.apply(variables, token[:, None], carry, method=FolkRNN.decode)
+    logits = logits[:, 0].astype(jnp.float32) / temperature
+    if bias is not None:
+        logits = logits + bias
+    if structure_state is not None:
+        logits = constraint.mask_logits(logits, structure_state)
+        # A user mask can leave nothing: end the tune rather than sample from nothing.
+        nothing = ~jnp.any(jnp.isfinite(logits), axis=-1, keepdims=True)
+        logits = jnp.where(nothing & (jnp.arange(logits.shape[-1]) == vocab.END_ID), 0.0, logits)
+    logits = truncate_logits(logits, top_k, top_p)
+    if jnp.ndim(position) == 0:
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, position)
+        forced_token = jax.lax.dynamic_index_in_dim(
+            prefix, jnp.minimum(position, prefix.shape[1] - 1), axis=1, keepdims=False
+        )
+    else:  # one position per tune (refill sampling)
+        step_keys = jax.vmap(jax.random.fold_in)(keys, position)
+        forced_token = jnp.take_along_axis(prefix, jnp.minimum(position, prefix.shape[1] - 1)[:, None], axis=1)[:, 0]
+    sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
+    forced = (position < prefix_len) & (forced_token != WILDCARD_ID)
+    next_token = jnp.where(forced, forced_token, sampled)
+    next_token = jnp.where(done, vocab.END_ID, next_token)
+    if structure_state is not None:
+        structure_state = constraint.advance(structure_state, next_token)
+    return next_token, carry, done | (next_token == vocab.END_ID), structure_state
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "start", "top_k", "chunk", "constrain"))
+def _sample_loop(
+    model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
+    top_p: Array | None, bias: Array | None, max_length: int, start: int, top_k: int, chunk: int = CHUNK,
+    constrain: bool = False,
+):
+    """Positions < ``start`` are forced for every tune and run as one decode call."""
+    num_tunes = keys.shape[0]
+    variables = {"params": params}
+    carry = model.apply(variables, num_tunes, method=FolkRNN.initial_carry)
+    if start > 1:
+        _, carry = model.apply(variables, prefix[:, : start - 1], carry, method=FolkRNN.decode)
+    out = jnp.full((num_tunes, max_length + chunk), vocab.END_ID, jnp.int32)
+    out = out.at[:, :start].set(prefix[:, :start])
+    done = jnp.any(prefix[:, 1:start] == vocab.END_ID, axis=1)
+    structure_state = constraint.run(prefix[:, 1:start]) if constrain else None
+    step = functools.partial(_step, model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k)
+
+    def cond(state):
+        position, _, _, _, done, _ = state
+        return (position < max_length) & ~jnp.all(done)
+
+    def body(state):
+        position, token, carry, out, done, structure_state = state
+
+        def one(c, _):
+            position, token, carry, done, structure_state = c
+            token, carry, done, structure_state = step(position, token, carry, done, structure_state)
+            return (position + 1, token, carry, done, structure_state), token
+
+        (new_position, token, carry, done, structure_state), tokens = jax.lax.scan(
+            one, (position, token, carry, done, structure_state), None, length=chunk
+        )
+        out = jax.lax.dynamic_update_slice(out, tokens.T, (0, position))
+        return new_position, token, carry, out, done, structure_state
+
+    state = (jnp.asarray(start, jnp.int32), prefix[:, start - 1], carry, out, done, structure_state)
+    steps, _, _, out, _, _ = jax.lax.while_loop(cond, body, state)
+    return out[:, :max_length], jnp.minimum(steps, max_length)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "slots", "top_k", "chunk", "constrain"))
+def _refill_loop(
+    model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
+    top_p: Array | None, bias: Array | None, max_length: int, slots: int, top_k: int, chunk: int = CHUNK,
+    constrain: bool = False,
+):
+    """``len(keys)`` tunes through ``slots`` batch rows: a row whose tune ends (``</s>`` or
+    ``max_length``) starts the next unsampled tune at the next step (state reset, position 1).
+    Tune i still uses the keys ``fold_in(keys[i], position)`` and its own prefix, so it is the
+    same tune as ``_sample_loop`` draws. Returns the ids [tunes, max_length] and the steps run."""
+    num_tunes = keys.shape[0]
+    variables = {"params": params}
+    initial = model.apply(variables, slots, method=FolkRNN.initial_carry)
+    out = jnp.full((num_tunes + 1, max_length), vocab.END_ID, jnp.int32).at[:, 0].set(vocab.START_ID)
+    first = jnp.arange(slots, dtype=jnp.int32)
+    tune = jnp.where(first < num_tunes, first, num_tunes)  # num_tunes: an idle row
+    step = functools.partial(_step, model, variables)
+    fresh = constraint.initial_state(slots) if constrain else None
+
+    def one(state, _):
+        tune, position, token, carry, out, next_tune, steps, structure_state = state
+        active = tune < num_tunes
+        row = jnp.minimum(tune, num_tunes - 1)
+        new_token, carry, _, structure_state = step(keys[row], prefix[row], prefix_len[row], temperature, top_p,
+                                                    bias, top_k, position, token, carry, ~active, structure_state)
+        out = out.at[tune, position].set(new_token)  # idle rows write to the spare last row
+        ended = active & ((new_token == vocab.END_ID) | (position + 1 >= max_length))
+        new_tune = next_tune + jnp.cumsum(ended) - 1
+        tune = jnp.where(ended, jnp.where(new_tune < num_tunes, new_tune, num_tunes), tune)
+        next_tune = jnp.minimum(next_tune + jnp.sum(ended), num_tunes)
+        carry = jax.tree_util.tree_map(lambda c, c0: jnp.where(ended[:, None], c0, c), carry, initial)
+        structure_state = jax.tree_util.tree_map(lambda s, s0: jnp.where(ended, s0, s), structure_state, fresh)
+        token = jnp.where(ended, vocab.START_ID, new_token)
+        position = jnp.where(ended, 1, jnp.where(active, position + 1, position))
+        return (tune, position, token, carry, out, next_tune, steps + 1, structure_state), None
+
+    def body(state):
+        state, _ = jax.lax.scan(one, state, None, length=chunk)
+        return state
+
+    state = (tune, jnp.ones((slots,), jnp.int32), jnp.full((slots,), vocab.START_ID, jnp.int32), initial,
+             out, jnp.int32(min(slots, num_tunes)), jnp.int32(0), fresh)
+    state = jax.lax.while_loop(lambda s: jnp.any(s[0] < num_tunes), body, state)
+    return state[4][:num_tunes], state[6]
+
+
+def _options(temperature, top_k, top_p, token_mask, logit_bias):
+    if temperature <= 0:
+        raise InputError(f"temperature must be > 0 (got {temperature}); use top_k=1 for greedy")
+    if top_k < 0 or top_k > vocab.VOCAB_SIZE:
+        raise InputError(f"top_k must be in 0..{vocab.VOCAB_SIZE} (got {top_k})")
+    if not 0 < top_p <= 1:
+        raise InputError(f"top_p must be in (0, 1] (got {top_p})")
+    bias = token_bias(token_mask, logit_bias)
+    return (
+        jnp.float32(temperature),
+        None if top_p >= 1 else jnp.float32(top_p),
+        None if bias is None else jnp.asarray(bias),
+        int(top_k),
+    )
+
+
+def _result(ids: np.ndarray, steps: int, max_length: int) -> SampledTunes:
+    ended = ids[:, 1:] == vocab.END_ID
+    done = ended.any(axis=1)
+    lengths = np.where(done, np.argmax(ended, axis=1) + 2, max_length)  # include </s>
+    ids = np.where(np.arange(ids.shape[1]) < lengths[:, None], ids, vocab.END_ID).astype(np.int32)
+    return SampledTunes(ids=ids, lengths=lengths, truncated=~done, steps=int(steps))
+
+
+def sample_tunes(
+    model: FolkRNN,
+    params: Any,
+    key: Array,
+    num_tunes: int,
+    prefix: str | Sequence[str] = (),
+    temperature: float = 1.0,
+    max_length: int = 1000,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    token_mask: Sequence[str] = (),
+    logit_bias: Any = None,
+    prefixes: Sequence[str | Sequence[str]] | None = None,
+    meter: str | None = None,
+    mode: str | None = None,
+    offset: int = 0,
+    chunk: int = CHUNK,
+    slots: int | None = None,
+    constrain: bool = False,
+) -> SampledTunes:
+    """Sample ``num_tunes`` tunes continuing ``prefix`` (e.g. ``"M:6/8 K:Cdor"``, ``*`` for
+    positions the model fills) or one prefix per tune (``prefixes``), each ending at ``</s>``
+    or at ``max_length`` tokens (counting ``<s>`` and the prefix). ``offset`` numbers the
+    tunes from there (tune ``offset + i`` of the seed), for sampling in chunks.
+
+    With ``slots`` < ``num_tunes``, the tunes go through ``slots`` batch rows and a row starts
+    the next tune as soon as its tune ends (continuous batching: no row waits for the longest
+    tune of a batch); the tunes are the same, ``steps`` is then the total number of steps.
+
+    With ``constrain``, every step masks the tokens that would make the tune fail the
+    structure checks (``folkrnn_jax.constraint``): the model's distribution renormalised over
+    the tokens that keep bar lengths, repeats and endings right."""
+    batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
+    temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
+    params = sampling_params(model, params)
+    if slots is not None and slots < num_tunes:
+        out, steps = _refill_loop(
+            model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
+            jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, int(slots), top_k, chunk,
+            bool(constrain),
+        )
+        return _result(np.asarray(out), int(steps), max_length)
+    out, steps = _sample_loop(
+        model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
+        jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, batch.start, top_k, chunk,
+        bool(constrain),
+    )
+    return _result(np.asarray(out), int(steps), max_length)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "top_k"))
+def _stream_step(model, params, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
+                 position, token, carry, done, structure_state):
+    return _step(model, {"params": params}, keys, prefix, prefix_len, temperature, top_p, bias,
+                 top_k, position, token, carry, done, structure_state)
+
+
+def sample_stream(
+    model: FolkRNN,
+    params: Any,
+    key: Array,
+    num_tunes: int,
+    prefix: str | Sequence[str] = (),
+    temperature: float = 1.0,
+    max_length: int = 1000,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    token_mask: Sequence[str] = (),
+    logit_bias: Any = None,
+    prefixes: Sequence[str | Sequence[str]] | None = None,
+    meter: str | None = None,
+    mode: str | None = None,
+    offset: int = 0,
+    constrain: bool = False,
+) -> Iterator[np.ndarray]:
+    """Yield, for positions 1, 2, ..., the token id of every tune at that position ([num_tunes];
+    ``</s>`` for tunes that have ended), until all tunes have ended or ``max_length``. Prefix
+    tokens are yielded as they are forced. One jitted step per position, run from the host."""
+    batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
+    temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
+    keys = tune_keys(key, num_tunes, offset)
+    params = sampling_params(model, params)
+    prefix_, prefix_len = jnp.asarray(batch.prefix), jnp.asarray(batch.prefix_len)
+    carry = model.apply({"params": params}, num_tunes, method=FolkRNN.initial_carry)
+    token = jnp.full((num_tunes,), vocab.START_ID, jnp.int32)
+    done = jnp.zeros((num_tunes,), bool)
+    structure_state = constraint.initial_state(num_tunes) if constrain else None
+    for position in range(1, max_length):
+        token, carry, done, structure_state = _stream_step(
+            model, params, keys, prefix_, prefix_len, temperature_, top_p_, bias, top_k,
+            jnp.int32(position), token, carry, done, structure_state,
+        )
+        yield np.asarray(token)
+        if bool(jnp.all(done)):
+            return
+
+
+@dataclasses.dataclass
+class ManyTunes:
+    """Tunes from ``sample_many``: the kept tunes (token lists) with their indices under the
+    seed, how many were sampled in all, and how many of the kept ones were truncated."""
+
+    tunes: list[list[str]]
+    indices: list[int]
+    sampled: int
+    truncated: int
+
+
+def sample_many(
+    model: FolkRNN,
+    params: Any,
+    key: Array,
+    num_tunes: int,
+    *,
+    chunk_size: int = 256,
+    chunks_per_round: int = 8,
+    valid_only: bool = False,
+    max_sampled: int | None = None,
+    progress: Any = None,
+    **options: Any,
+) -> ManyTunes:
+    """``num_tunes`` tunes in rounds of ``chunk_size * chunks_per_round`` tunes (every round
+    the same shape, so one compilation), each round through ``chunk_size`` batch rows with
+    continuous batching (``sample_tunes(..., slots=chunk_size)``); tune i of the seed is the
+    same whatever the sizes. With ``valid_only``, rounds are sampled until ``num_tunes`` tunes
+    pass ``structure.is_valid_tune`` (at most ``max_sampled``, default ``max(50 * num_tunes,
+    1024)``, are tried). ``progress(kept, sampled)`` is called after each round; ``options``
+    go to ``sample_tunes``."""
+    slots = max(1, chunk_size)
+    batch = slots * max(1, chunks_per_round)
+    if not valid_only:
+        batch = min(batch, num_tunes)
+    limit = max_sampled or max(50 * num_tunes, 1024)
+    kept: list[list[str]] = []
+    indices: list[int] = []
+    truncated = sampled = 0
+    while len(kept) < num_tunes:
+        if sampled >= limit:
+            raise InputError(
+                f"only {len(kept)} of {num_tunes} tunes passed the structure checks in {sampled} sampled"
+            )
+        result = sample_tunes(model, params, key, batch, offset=sampled, slots=slots, **options)
+        for i in range(batch):
+            if len(kept) == num_tunes or (not valid_only and sampled + i >= num_tunes):
+                break
+            tokens = result.tokens(i)
+            if valid_only and not structure.is_valid_tune(tokens):
+                continue
+            kept.append(tokens)
+            indices.append(sampled + i)
+            truncated += bool(result.truncated[i])
+        sampled += batch
+        if progress is not None:
+            progress(len(kept), sampled)
+    return ManyTunes(kept, indices, sampled, truncated)
+
+
+def stream_many(
+    model: FolkRNN, params: Any, key: Array, num_tunes: int, *, on_step: Any = None, **options: Any
+) -> ManyTunes:
+    """``sample_stream`` for ``num_tunes`` tunes in one batch, collected as ``ManyTunes`` (the
+    same tunes as ``sample_tunes`` draws). ``on_step(line)`` gets, at every step, a line
+    ``"TUNE:TOKEN ..."`` (tunes numbered from 1) with the token of every tune still running."""
+    rows = [[vocab.START_ID] for _ in range(num_tunes)]
+    ended = np.zeros((num_tunes,), bool)
+    for ids in sample_stream(model, params, key, num_tunes, **options):
+        running = np.flatnonzero(~ended)
+        for i in running:
+            rows[i].append(int(ids[i]))
+        ended |= ids == vocab.END_ID
+        if on_step is not None:
+            on_step(" ".join(f"{i + 1}:{vocab.TOKENS[ids[i]]}" for i in running))
+    tunes = [vocab.decode(r) for r in rows]
+    truncated = int(sum(t[-1] != vocab.END for t in tunes))
+    return ManyTunes(tunes, list(range(num_tunes)), num_tunes, truncated)
