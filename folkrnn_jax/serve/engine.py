@@ -35,14 +35,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from folkrnn_jax import abctools, constraint, errors, runs, sample, structure, tunes, vocab
-from folkrnn_jax.model import FolkRNN
+from folkrnn_jax import files
+from folkrnn_jax.errors import InputError
+from folkrnn_jax.generate import constraint, prefix as prefixes, sampler
+from folkrnn_jax.model.folkrnn import FolkRNN
+from folkrnn_jax.music import abc_out, midi, structure, tools, transpose, vocab
+from folkrnn_jax.training import runs
 
-# The project's base class for bad input; ValueError until the library defines UserError.
-UserError: type[Exception] = getattr(errors, "UserError", ValueError)
 
-
-class FieldError(UserError):
+class FieldError(InputError):
     """A request field with a bad value: ``field`` names it, the message says why."""
 
     def __init__(self, field: str, message: str):
@@ -59,7 +60,7 @@ MODES: tuple[str, ...] = tuple(t[3:] for t in vocab.MODE_TOKENS)  # maj, min, do
 # The 12 roots the page offers, one spelling each (tokens_to_abc respells where a key would
 # need more than 7 sharps or flats).
 ROOTS: tuple[str, ...] = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-ALL_ROOTS: tuple[str, ...] = tunes.ROOTS
+ALL_ROOTS: tuple[str, ...] = transpose.ROOTS
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -173,7 +174,7 @@ def prepare(settings: TuneSettings, limits: Limits, models: Sequence[str]) -> Pr
         raise FieldError("prefix", f"{len(tokens)} tokens; at most {limits.max_prefix_tokens}")
     if len(tokens) >= settings.max_length:
         raise FieldError("prefix", f"{len(tokens)} tokens leave no room under max_length={settings.max_length}")
-    ids = tuple(int(i) for i in sample.prefix_ids(tokens))
+    ids = tuple(int(i) for i in prefixes.prefix_ids(tokens))
     return Prepared(settings, tuple(tokens), ids)
 
 
@@ -186,10 +187,10 @@ def parse_prefix(text: str, meter: str | None = None, mode: str | None = None) -
             prefix gives them too).
     """
     try:
-        return sample.header_prefix(text, meter, mode, "prefix")
+        return prefixes.header_prefix(text, meter, mode, "prefix")
     except vocab.UnknownTokenError as error:
         raise FieldError("prefix", f"unknown token {error.token!r}: not in the 137-token v2 vocabulary") from None
-    except ValueError as error:
+    except InputError as error:
         message = str(error)
         field = "meter" if "meter" in message else "mode" if "mode" in message else "prefix"
         raise FieldError(field, message) from None
@@ -197,7 +198,7 @@ def parse_prefix(text: str, meter: str | None = None, mode: str | None = None) -
 
 def check_tokens(words: Sequence[str]) -> list[int]:
     """Indices of the words that are neither v2 tokens nor ``*`` (what the page marks)."""
-    return [i for i, w in enumerate(words) if w != sample.WILDCARD and w not in vocab.TOKEN_TO_ID]
+    return [i for i, w in enumerate(words) if w != prefixes.WILDCARD and w not in vocab.TOKEN_TO_ID]
 
 
 def vocabulary() -> list[str]:
@@ -251,7 +252,7 @@ def load_models(workdirs: Sequence[str] = (), default_dir: str | None = None) ->
         The models, the default first.
 
     Raises:
-        UserError: when there is no model at all, or a run directory cannot be read.
+        InputError: when there is no model at all, or a run directory cannot be read.
     """
     loaded: list[LoadedModel] = []
     directory = default_dir or default_model_dir()
@@ -260,7 +261,7 @@ def load_models(workdirs: Sequence[str] = (), default_dir: str | None = None) ->
     names = {m.name for m in loaded}
     for workdir in workdirs:
         if not os.path.exists(os.path.join(workdir, "config.json")):
-            raise UserError(f"--workdir={workdir}: no config.json there (not a run directory)")
+            raise InputError(f"--workdir={workdir}: no config.json there (not a run directory)")
         base = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.path.normpath(workdir))).strip(".") or "run"
         name, n = base[:60], 2
         while name in names:
@@ -270,7 +271,7 @@ def load_models(workdirs: Sequence[str] = (), default_dir: str | None = None) ->
         loaded.append(LoadedModel(name, model, params, int(step), os.path.abspath(workdir),
                                   f"run {os.path.basename(os.path.normpath(workdir))}, step {step}"))
     if not loaded:
-        raise UserError(f"no model: {directory}/config.json is missing and no --workdir was given")
+        raise InputError(f"no model: {directory}/config.json is missing and no --workdir was given")
     return loaded
 
 
@@ -307,13 +308,13 @@ def _batch_step(model: FolkRNN, params: Any, carry: Any, structure_state: Any, r
     ordered = -jnp.sort(-logits, axis=-1)
     kth = jnp.take_along_axis(ordered, jnp.maximum(top_k - 1, 0)[:, None], axis=-1)
     logits = jnp.where((top_k[:, None] > 0) & (logits < kth), -jnp.inf, logits)
-    nucleus = sample.truncate_logits(logits, 0, top_p[:, None])
+    nucleus = sampler.truncate_logits(logits, 0, top_p[:, None])
     logits = jnp.where(top_p[:, None] < 1, nucleus, logits)
 
     step_keys = jax.vmap(jax.random.fold_in)(keys, position)
     sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
     forced_token = jnp.take_along_axis(prefix, jnp.minimum(position, prefix.shape[1] - 1)[:, None], axis=1)[:, 0]
-    forced = (position < prefix_len) & (forced_token != sample.WILDCARD_ID)
+    forced = (position < prefix_len) & (forced_token != prefixes.WILDCARD_ID)
     next_token = jnp.where(forced, forced_token, sampled)
     structure_state = constraint.advance(structure_state, next_token)
     return next_token, carry, structure_state
@@ -344,8 +345,8 @@ class Job:
 
 
 def tune_key(seed: int, tune: int) -> np.ndarray:
-    """The key of tune ``tune`` (from 1) of ``seed``: ``sample.tune_keys``' key for index tune-1."""
-    return np.asarray(sample.tune_keys(jax.random.PRNGKey(seed), 1, tune - 1)[0])
+    """The key of tune ``tune`` (from 1) of ``seed``: ``sampler.tune_keys``' key for index tune-1."""
+    return np.asarray(sampler.tune_keys(jax.random.PRNGKey(seed), 1, tune - 1)[0])
 
 
 class BatchSampler:
@@ -361,7 +362,7 @@ class BatchSampler:
         self.loaded = loaded
         self.slots = slots
         self._model = loaded.model
-        self._params = sample.sampling_params(loaded.model, loaded.params)
+        self._params = sampler.sampling_params(loaded.model, loaded.params)
         self._cond = threading.Condition()
         self._queue: collections.deque[Job] = collections.deque()
         self._rows: list[Job | None] = [None] * slots
@@ -538,7 +539,7 @@ def tune_abc(tokens: Sequence[str], settings: TuneSettings, step: int, title: st
              index: int | None = None) -> str:
     """The tune as the command line writes it (``X:`` = the tune number, the CLI's title,
     transposed to ``settings.key``), or with another ``title``/``index``."""
-    return tunes.tokens_to_abc(tokens, index=settings.tune if index is None else index,
+    return abc_out.tokens_to_abc(tokens, index=settings.tune if index is None else index,
                                title=title or cli_title(step, settings), key=settings.key)
 
 
@@ -597,9 +598,9 @@ def with_notes(abc_text: str, lines: Sequence[str], title: str | None = None, in
 
 def midi_bytes(abc_text: str, tokens: Sequence[str], key: str | None) -> bytes:
     """MIDI of the tune: abc2midi on the ABC, or the library's mido writer without abc2midi."""
-    if abctools.have("abc2midi"):
-        return abctools.abc_to_midi(abc_text)
-    return tunes.tokens_to_midi(tokens, key=key)
+    if tools.have("abc2midi"):
+        return tools.abc_to_midi(abc_text)
+    return midi.tokens_to_midi(tokens, key=key)
 
 
 def svg_text(abc_text: str) -> str:
@@ -609,12 +610,12 @@ def svg_text(abc_text: str) -> str:
         ToolMissingError: abcm2ps is not installed.
     """
     with tempfile.TemporaryDirectory(prefix="folkrnn_svg_") as folder:
-        paths = abctools.render_svg(abc_text, folder)
+        paths = tools.render_svg(abc_text, folder)
         with open(paths[0], encoding="utf-8") as f:
             return f.read()
 
 
-TOOL_ERRORS: tuple[type[BaseException], ...] = (abctools.ToolMissingError, abctools.ToolError)
+TOOL_ERRORS: tuple[type[BaseException], ...] = (tools.ToolMissingError, tools.ToolError)
 
 
 def typeset_pdf(abc_text: str, output: str, timeout: float = 120.0) -> str:
@@ -628,10 +629,10 @@ def typeset_pdf(abc_text: str, output: str, timeout: float = 120.0) -> str:
         ToolMissingError: abcm2ps or ps2pdf is missing (the message names the package).
         ToolError: either tool failed.
     """
-    abcm2ps = abctools.require("abcm2ps")
+    abcm2ps = tools.require("abcm2ps")
     ps2pdf = shutil.which("ps2pdf")
     if ps2pdf is None:
-        raise abctools.ToolMissingError("ps2pdf is not installed (on Debian/Ubuntu: apt-get install ghostscript)")
+        raise tools.ToolMissingError("ps2pdf is not installed (on Debian/Ubuntu: apt-get install ghostscript)")
     with tempfile.TemporaryDirectory(prefix="folkrnn_pdf_") as folder:
         source, ps, pdf = (os.path.join(folder, name) for name in ("book.abc", "book.ps", "book.pdf"))
         with open(source, "w", encoding="utf-8") as f:
@@ -640,15 +641,13 @@ def typeset_pdf(abc_text: str, output: str, timeout: float = 120.0) -> str:
             try:
                 result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired as error:
-                raise abctools.ToolError(f"{os.path.basename(command[0])} took longer than {timeout} s") from error
+                raise tools.ToolError(f"{os.path.basename(command[0])} took longer than {timeout} s") from error
             made = command[-1]
             if result.returncode != 0 or not os.path.exists(made) or os.path.getsize(made) == 0:
                 message = (result.stdout + result.stderr).strip()[-2000:]
-                raise abctools.ToolError(f"{os.path.basename(command[0])} failed (exit {result.returncode}): {message}")
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        partial = output + ".partial"
-        shutil.copyfile(pdf, partial)
-        os.replace(partial, output)
+                raise tools.ToolError(f"{os.path.basename(command[0])} failed (exit {result.returncode}): {message}")
+        with open(pdf, "rb") as f:
+            files.atomic_write_bytes(output, f.read())
     return output
 
 
@@ -716,7 +715,7 @@ def sample_collection(loaded: LoadedModel, settings: TuneSettings, num_tunes: in
     Returns:
         The tunes as token lists.
     """
-    many = sample.sample_many(
+    many = sampler.sample_many(
         loaded.model, loaded.params, jax.random.PRNGKey(settings.seed), num_tunes, chunk_size=256,
         progress=progress, prefix=settings.prefix, temperature=settings.temperature,
         max_length=settings.max_length, top_k=settings.top_k, top_p=settings.top_p, meter=settings.meter,
