@@ -1,1 +1,0 @@
-"""The composer: a local web app over the sampler (``python -m experiments.serve``)."""
