@@ -6,10 +6,10 @@ from __future__ import annotations
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend, imported on first use so that importing the
     library does not pull in matplotlib."""
-    import matplotlib
+    import matplotlib  # slow to import and only needed for plots: on first use
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the Agg backend
 
     return plt
 

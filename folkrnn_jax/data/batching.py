@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -86,6 +86,19 @@ def epoch_batches(
     run sees exactly the batches an uninterrupted one would."""
     rng = np.random.RandomState([seed, epoch])
     return bucketed_batch_indices([len(s) for s in sequences], batch_size, rng)
+
+
+def batches_from(
+    sequences: Sequence[np.ndarray], batch_size: int, seed: int, start_step: int = 0
+) -> Iterator[list[int]]:
+    """The batch index lists of training steps ``start_step``, ``start_step + 1``, ... without
+    end: each epoch's ``epoch_batches`` in turn, entered mid-epoch on resume, so that a resumed
+    run sees exactly the batches an uninterrupted one would."""
+    steps_per_epoch = len(sequences) // batch_size
+    epoch, position = divmod(start_step, steps_per_epoch)
+    while True:
+        yield from epoch_batches(sequences, batch_size, seed, epoch)[position:]
+        epoch, position = epoch + 1, 0
 
 
 def evaluation_batches(sequences: Sequence[np.ndarray], batch_size: int) -> list[Batch]:

@@ -137,10 +137,15 @@ class State(NamedTuple):
 def initial_state(batch: int) -> State:
     """The state after ``<s>``."""
     zero = jnp.zeros((batch,), jnp.int32)
+    one = zero + 1
     false = jnp.zeros((batch,), bool)
-    return State(zero, zero, false, zero, zero, false, false, zero, zero, zero + 1, zero + 1,
-                 false, false, false, zero, false, false, false, false, zero - 1, zero + 1, zero + 1,
-                 zero + 1, zero + 1, false, false)
+    return State(
+        phase=zero + HEADER_METER, bar_len=zero, compound=false, pos=zero, last=zero,
+        can_dur=false, prev_dur=false, pending=zero, tup_left=zero, tup_num=one, tup_den=one,
+        need_note=false, bar_used=false, opened_by_repeat=false, bars=zero, repeat_open=false,
+        first_ending=false, closed_after_first=false, need_second=false, after_bar=zero - 1,
+        mult_num=one, mult_den=one, pair_num=one, pair_den=one, pair_due=false, last_in_tuplet=false,
+    )
 
 
 def _scaled(x: Array, num: Array, den: Array) -> tuple[Array, Array]:

@@ -56,9 +56,9 @@ class UnsafePickleError(LegacyFormatError):
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     try:
-        from numpy._core import multiarray  # numpy >= 2
+        from numpy._core import multiarray  # numpy >= 2 moved it; the name depends on the version
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
+        from numpy.core import multiarray  # numpy 1.x
     allowed = {}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = multiarray._reconstruct

@@ -71,70 +71,62 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         name: batching.evaluation_batches(seqs, config.batch_size) for name, seqs in mix.valid.items()
     }
 
-    step = start_step
     window_losses: list[Array] = []
     window_tokens = 0
     window_start = time.time()
     time_budget = config.get("max_train_seconds", 0)
     trained_seconds, compiled_shapes = 0.0, set()
-    out_of_time = False
-    while step < total_steps and not out_of_time:
-        epoch = step // steps_per_epoch
-        batches = batching.epoch_batches(train_seqs, config.batch_size, config.seed, epoch)
-        for indices in batches[step - epoch * steps_per_epoch :]:
-            if step >= total_steps:
-                break
-            batch = batching.make_batch([train_seqs[i] for i in indices])
-            step_start = time.time()
-            state, loss = train_step(
-                state, parallel.shard_batch(batch_to_dict(batch), mesh), jax.random.fold_in(dropout_rng, step)
+    batches = batching.batches_from(train_seqs, config.batch_size, config.seed, start_step)
+    for step, indices in zip(range(start_step + 1, total_steps + 1), batches):
+        # ``step`` counts the steps done once this one has run, as ``state.step`` will.
+        batch = batching.make_batch([train_seqs[i] for i in indices])
+        step_start = time.time()
+        state, loss = train_step(
+            state, parallel.shard_batch(batch_to_dict(batch), mesh), jax.random.fold_in(dropout_rng, step - 1)
+        )
+        window_losses.append(loss)
+        window_tokens += batch.num_tokens
+        if time_budget:
+            # The budget counts training time, not compilation: a step of a batch shape
+            # seen before counts, the first step of each shape (compile + run) does not,
+            # so that short runs of different sizes compare what the same compute buys.
+            jax.block_until_ready(loss)
+            if batch.inputs.shape in compiled_shapes:
+                trained_seconds += time.time() - step_start
+            compiled_shapes.add(batch.inputs.shape)
+        out_of_time = bool(time_budget) and trained_seconds > time_budget
+        is_last = step == total_steps or out_of_time
+        end_of_epoch = step % steps_per_epoch == 0
+        record = {}
+        if step % config.log_every_steps == 0 or is_last:
+            # Reading the losses waits for the steps to finish, so the clock is read after.
+            train_loss = float(np.mean(jax.device_get(window_losses)))
+            elapsed = time.time() - window_start
+            record.update(
+                train_loss=train_loss,
+                learning_rate=float(current_learning_rate(state.opt_state)),
+                tokens_per_s=window_tokens / max(elapsed, 1e-9),
             )
-            step += 1
-            window_losses.append(loss)
-            window_tokens += batch.num_tokens
-            if time_budget:
-                # The budget counts training time, not compilation: a step of a batch shape
-                # seen before counts, the first step of each shape (compile + run) does not,
-                # so that short runs of different sizes compare what the same compute buys.
-                jax.block_until_ready(loss)
-                if batch.inputs.shape in compiled_shapes:
-                    trained_seconds += time.time() - step_start
-                compiled_shapes.add(batch.inputs.shape)
-            out_of_time = bool(time_budget) and trained_seconds > time_budget
-            is_last = step == total_steps or out_of_time
-            end_of_epoch = step % steps_per_epoch == 0
-            record = {}
-            if step % config.log_every_steps == 0 or is_last:
-                # Reading the losses waits for the steps to finish, so the clock is read after.
-                train_loss = float(np.mean(jax.device_get(window_losses)))
-                elapsed = time.time() - window_start
-                record.update(
-                    train_loss=train_loss,
-                    learning_rate=float(current_learning_rate(state.opt_state)),
-                    tokens_per_s=window_tokens / max(elapsed, 1e-9),
-                )
-                window_losses, window_tokens = [], 0
-            if valid_batches and (
-                is_last
-                or end_of_epoch
-                or (config.eval_every_steps and step % config.eval_every_steps == 0)
-            ):
-                record.update(evaluate_sources(eval_step, state.params, valid_batches, eval_rng, mesh))
-            if record:
-                record = {"step": step, "epoch": step / steps_per_epoch, **record}
-                if jax.process_index() == 0:
-                    metrics.write(record)
-                logging.info(
-                    "step %d/%d epoch %.2f %s", step, total_steps, record["epoch"],
-                    " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch")),
-                )
-            if step % config.checkpoint_every_steps == 0 or is_last:
-                checkpoints.save(manager, step, state)
-            if "train_loss" in record:
-                window_start = time.time()  # evaluation and saving do not count as training time
-            if out_of_time:
-                logging.info("stopping at step %d: max_train_seconds=%s reached", step, time_budget)
-                break
+            window_losses, window_tokens = [], 0
+        if valid_batches and (
+            is_last or end_of_epoch or (config.eval_every_steps and step % config.eval_every_steps == 0)
+        ):
+            record.update(evaluate_sources(eval_step, state.params, valid_batches, eval_rng, mesh))
+        if record:
+            record = {"step": step, "epoch": step / steps_per_epoch, **record}
+            if jax.process_index() == 0:
+                metrics.write(record)
+            logging.info(
+                "step %d/%d epoch %.2f %s", step, total_steps, record["epoch"],
+                " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch")),
+            )
+        if step % config.checkpoint_every_steps == 0 or is_last:
+            checkpoints.save(manager, step, state)
+        if "train_loss" in record:
+            window_start = time.time()  # evaluation and saving do not count as training time
+        if out_of_time:
+            logging.info("stopping at step %d: max_train_seconds=%s reached", step, time_budget)
+            break
     manager.wait_until_finished()
     manager.close()
     return state
