@@ -17,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.hidden_size = 256
     config.dropout_rate = 0.3
     config.learning_rate = 0.003
-    config.batch_size = 32
+    config.batch_size = 64
     config.num_epochs = 60
     # Anneal sooner than v2 (x0.97 after epoch 20): a CPU run gets tens of epochs, not 100.
     config.lr_decay = 0.9
