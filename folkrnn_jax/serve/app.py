@@ -1,0 +1,480 @@
+"""The composer's web app (FastAPI): one page and a JSON API over the batched samplers.
+
+``create_app(models, options)`` builds the app; ``python -m experiments.serve`` runs it with
+uvicorn. All state lives in one ``Composer`` object on ``app.state.composer``: the samplers
+(one per model, started and stopped with the app), the tunebook, and a small cache of finished
+tunes (a download or a save after a tune was drawn does not sample it again; a tune is a
+function of its settings, so the cache can never be stale).
+
+Bad input gets a 422 whose JSON names the field: ``{"detail": "temperature: ...", "field":
+"temperature"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+import threading
+import urllib.parse
+from typing import Annotated, Any, AsyncIterator, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from folkrnn_jax.serve import book, engine
+from folkrnn_jax.serve.tunebook import Tunebook
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """How the app runs: where the tunebook lives, the request limits, the batch rows per model
+    and how many finished tunes to remember."""
+
+    data_dir: str
+    limits: engine.Limits = engine.Limits()
+    slots: int = 32
+    cache_size: int = 512
+
+
+# ---------------------------------------------------------------------------------------------
+# Request shapes. Types are checked here; ranges are checked by ``engine.prepare`` against the
+# server's limits, so the page, the API and the tests share one set of rules.
+
+
+class TuneQuery(BaseModel):
+    """The settings of one tune (query parameters or JSON)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    model: str = Field("default", description="A model name from /api/models (never a path).")
+    seed: int = Field(0, description="RNG seed: the same settings and seed give the same tune.")
+    tune: int = Field(1, description="Which tune of the seed, from 1 (as experiments.sample numbers them).")
+    meter: str | None = Field(None, description="M: header, e.g. 6/8; empty: the model chooses.")
+    mode: str | None = Field(None, description="maj, min, dor or mix; empty: the model chooses.")
+    key: str | None = Field(None, description="Root to write the tune in (C, Db, D ... B); empty: C as sampled.")
+    prefix: str = Field("", description="v2 tokens (or ABC) the tune starts with; '*' is a position the model fills.")
+    temperature: float = Field(1.0, description="Softmax temperature.")
+    top_k: int = Field(0, description="Sample among the k most probable tokens (0: off).")
+    top_p: float = Field(1.0, description="Nucleus sampling mass (1: off).")
+    constrain: bool = Field(True, description="Only tunes that pass the structure checks.")
+    max_length: int = Field(1000, description="Most tokens per tune, <s> and prefix included.")
+
+    def settings(self) -> engine.TuneSettings:
+        """As engine settings (empty strings mean 'not set')."""
+        values = self.model_dump()
+        for name in ("meter", "mode", "key"):
+            values[name] = values[name] or None
+        return engine.TuneSettings(**values)
+
+
+class TuneFileQuery(TuneQuery):
+    """The settings of one tune and the form to send it in."""
+
+    format: Literal["json", "abc", "midi", "svg"] = Field("json", description="json, or a file: abc, midi, svg.")
+
+
+class TunesRequest(TuneQuery):
+    """Several tunes of one seed: tunes ``tune`` ... ``tune + num_tunes - 1``."""
+
+    num_tunes: int = Field(1, description="How many tunes (at most the server's limit).")
+
+
+class VaryRequest(BaseModel):
+    """Alternative continuations of a tune: keep its start, draw ``variants`` new endings."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    source: TuneQuery = Field(description="The settings of the tune to vary.")
+    bars: int | None = Field(None, description="Keep this many bars.")
+    part: Literal["A"] | None = Field(None, description="Keep the A part instead.")
+    variants: int = Field(3, description="How many continuations.")
+    seed: int = Field(0, description="Seed of the continuations (tunes 1..variants of it).")
+
+
+class SaveRequest(BaseModel):
+    """A tune to save in the tunebook, by its settings (the server draws or recalls it)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    title: str = Field(description="The tune's title.")
+    settings: TuneQuery
+
+
+class PrefixRequest(BaseModel):
+    """A prefix to check before sampling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = ""
+    meter: str | None = None
+    mode: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The app's state.
+
+
+class Composer:
+    """Everything the app holds: models, samplers, tunebook, finished-tune cache."""
+
+    def __init__(self, models: list[engine.LoadedModel], options: ServerOptions):
+        self.options = options
+        self.limits = options.limits
+        self.models = {m.name: m for m in models}
+        self.samplers: dict[str, engine.BatchSampler] = {}
+        self.tunebook = Tunebook(options.data_dir)
+        self._cache: collections.OrderedDict[engine.TuneSettings, engine.Result] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start one sampler per model (each compiles its step on first use)."""
+        for name, loaded in self.models.items():
+            self.samplers[name] = engine.BatchSampler(loaded, self.options.slots, self.limits.max_prefix_tokens)
+
+    def close(self) -> None:
+        """Stop the samplers."""
+        for sampler in self.samplers.values():
+            sampler.close()
+        self.samplers.clear()
+
+    def prepare(self, settings: engine.TuneSettings) -> engine.Prepared:
+        return engine.prepare(settings, self.limits, list(self.models))
+
+    def cached(self, settings: engine.TuneSettings) -> engine.Result | None:
+        with self._lock:
+            result = self._cache.get(settings)
+            if result is not None:
+                self._cache.move_to_end(settings)
+            return result
+
+    def remember(self, settings: engine.TuneSettings, result: engine.Result) -> None:
+        with self._lock:
+            self._cache[settings] = result
+            self._cache.move_to_end(settings)
+            while len(self._cache) > self.options.cache_size:
+                self._cache.popitem(last=False)
+
+    async def draw(self, prepared: engine.Prepared) -> engine.Result:
+        """The tune of ``prepared``: from the cache, or sampled (sharing the batch)."""
+        settings = prepared.settings
+        result = self.cached(settings)
+        if result is not None:
+            return result
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def settle(value: Any) -> None:
+            if not future.done():
+                if isinstance(value, BaseException):
+                    future.set_exception(value)
+                else:
+                    future.set_result(value)
+
+        sampler = self.samplers[settings.model]
+        job = sampler.submit(prepared, None, lambda r: loop.call_soon_threadsafe(settle, r),
+                             lambda e: loop.call_soon_threadsafe(settle, e))
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            sampler.cancel(job)  # the client went away: free the row
+            raise
+        self.remember(settings, result)
+        return result
+
+    def describe(self, settings: engine.TuneSettings, result: engine.Result) -> dict[str, Any]:
+        """A finished tune as JSON: settings, tokens, ABC (as the CLI writes it), title, whether
+        it was cut at the maximum length or passes the structure checks, the equivalent
+        command line (for runs) and the page's permalink."""
+        loaded = self.models[settings.model]
+        abc = engine.tune_abc(result.tokens, settings, loaded.step)
+        return {
+            "settings": dataclasses.asdict(settings),
+            "tokens": result.tokens,
+            "abc": abc,
+            "title": engine.cli_title(loaded.step, settings),
+            "truncated": result.truncated,
+            "valid": engine.is_valid(result.tokens),
+            "command": engine.cli_command(settings, loaded.workdir),
+            "permalink": "/?" + permalink_query(settings),
+        }
+
+
+def permalink_query(settings: engine.TuneSettings) -> str:
+    """The query string that holds every setting (the page regenerates the tune from it)."""
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if v is not None}
+    values["constrain"] = "1" if settings.constrain else "0"
+    return urllib.parse.urlencode(values)
+
+
+def _error(field: str, message: str, status: int = 422) -> JSONResponse:
+    return JSONResponse({"detail": f"{field}: {message}", "field": field}, status_code=status)
+
+
+def _composer(request: Request) -> Composer:
+    return request.app.state.composer
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The app.
+
+
+def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> FastAPI:
+    """The composer app over ``models`` (the first is the page's default).
+
+    Args:
+        models: loaded models (``engine.load_models``).
+        options: data directory, limits, slots.
+
+    Returns:
+        The FastAPI app; its lifespan starts and stops the samplers.
+    """
+    composer = Composer(models, options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        composer.start()
+        try:
+            yield
+        finally:
+            composer.close()
+
+    app = FastAPI(
+        title="folkrnn_jax composer",
+        description="Folk tunes from the folk-rnn v2 model: one page and this JSON API. A tune is a "
+                    "function of its settings: the same settings and seed give the same tune here, "
+                    "on the page and from `python -m experiments.sample`.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.composer = composer
+
+    @app.exception_handler(engine.FieldError)
+    async def field_error(request: Request, error: engine.FieldError) -> JSONResponse:
+        return _error(error.field, error.reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": ("request",), "msg": "invalid"}
+        location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(location) or "request"
+        return _error(field, first.get("msg", "invalid value"))
+
+    async def tool_error(request: Request, error: Exception) -> JSONResponse:
+        # abcm2ps, abc2midi or ps2pdf missing or failing: the server's fault, not the request's.
+        return JSONResponse({"detail": str(error), "field": None}, status_code=503)
+
+    for tool_error_class in engine.TOOL_ERRORS:
+        app.add_exception_handler(tool_error_class, tool_error)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(os.path.join(STATIC_DIR, "index.html"), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/models", summary="The models on offer")
+    async def list_models(request: Request) -> list[dict[str, Any]]:
+        return [{"name": m.name, "description": m.description, "step": m.step}
+                for m in _composer(request).models.values()]
+
+    @app.get("/api/vocabulary", summary="Tokens, meters, modes, roots and the request limits")
+    async def vocabulary(request: Request) -> dict[str, Any]:
+        return {"tokens": engine.vocabulary(), "meters": list(engine.METERS), "modes": list(engine.MODES),
+                "roots": list(engine.ROOTS), "limits": dataclasses.asdict(_composer(request).limits)}
+
+    @app.post("/api/prefix", summary="Check a prefix: its v2 tokens, or a 422 naming the bad token")
+    async def check_prefix(body: PrefixRequest, request: Request) -> dict[str, Any]:
+        limits = _composer(request).limits
+        if len(body.prefix) > limits.max_prefix_chars:
+            raise engine.FieldError("prefix", f"{len(body.prefix)} characters; at most {limits.max_prefix_chars}")
+        tokens = engine.parse_prefix(body.prefix, body.meter or None, body.mode or None)
+        if len(tokens) > limits.max_prefix_tokens:
+            raise engine.FieldError("prefix", f"{len(tokens)} tokens; at most {limits.max_prefix_tokens}")
+        return {"tokens": tokens}
+
+    @app.get("/api/tune", summary="One tune, as JSON or as an ABC, MIDI or SVG file")
+    async def one_tune(request: Request, query: Annotated[TuneFileQuery, Query()]) -> Any:
+        composer = _composer(request)
+        format = query.format
+        prepared = composer.prepare(TuneQuery(**query.model_dump(exclude={"format"})).settings())
+        result = await composer.draw(prepared)
+        described = composer.describe(prepared.settings, result)
+        stem = f"folkrnn_seed{prepared.settings.seed}_tune{prepared.settings.tune}"
+        if format == "json":
+            return described
+        if format == "abc":
+            return Response(described["abc"], media_type="text/vnd.abc; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}.abc"'})
+        if format == "midi":
+            data = await asyncio.to_thread(engine.midi_bytes, described["abc"], result.tokens,
+                                           prepared.settings.key)
+            return Response(data, media_type="audio/midi",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}.mid"'})
+        svg = await asyncio.to_thread(engine.svg_text, described["abc"])
+        return Response(svg, media_type="image/svg+xml",
+                        headers={"Content-Disposition": f'attachment; filename="{stem}.svg"'})
+
+    @app.post("/api/tunes", summary="Several tunes of one seed, sampled together")
+    async def many_tunes(body: TunesRequest, request: Request) -> dict[str, Any]:
+        composer = _composer(request)
+        limit = composer.limits.max_tunes_per_request
+        if not 1 <= body.num_tunes <= limit:
+            raise engine.FieldError("num_tunes", f"must be in [1, {limit}] (got {body.num_tunes})")
+        base = TuneQuery(**body.model_dump(exclude={"num_tunes"})).settings()
+        prepared = [composer.prepare(dataclasses.replace(base, tune=base.tune + i)) for i in range(body.num_tunes)]
+        results = await asyncio.gather(*(composer.draw(p) for p in prepared))
+        return {"tunes": [composer.describe(p.settings, r) for p, r in zip(prepared, results)]}
+
+    @app.get("/api/stream", summary="One tune streamed as server-sent events",
+             description="Events: `token` ({position, token}, and `abc` so far at every bar line), "
+                         "then `done` (the tune as /api/tune gives it) or `error` ({detail}). "
+                         "Closing the connection stops the tune.")
+    async def stream(request: Request, query: Annotated[TuneQuery, Query()]) -> StreamingResponse:
+        composer = _composer(request)
+        prepared = composer.prepare(query.settings())  # a bad field is a 422 before any event
+        settings = prepared.settings
+        step = composer.models[settings.model].step
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cached = composer.cached(settings)
+        job = None
+        if cached is not None:
+            for position, token in enumerate(cached.tokens[1:], start=1):
+                queue.put_nowait(("token", token, position))
+            queue.put_nowait(("done", cached, None))
+        else:
+            sampler = composer.samplers[settings.model]
+            job = sampler.submit(
+                prepared,
+                lambda token, position: loop.call_soon_threadsafe(queue.put_nowait, ("token", token, position)),
+                lambda result: loop.call_soon_threadsafe(queue.put_nowait, ("done", result, None)),
+                lambda error: loop.call_soon_threadsafe(queue.put_nowait, ("error", error, None)),
+            )
+
+        async def events() -> AsyncIterator[str]:
+            tokens = ["<s>"]
+            try:
+                while True:
+                    kind, value, position = await queue.get()
+                    if kind == "token":
+                        tokens.append(value)
+                        data: dict[str, Any] = {"position": position, "token": value}
+                        if value in ("|", "|:", ":|", "|1", "|2", "</s>"):
+                            data["abc"] = engine.tune_abc(tokens, settings, step)
+                        yield _sse("token", data)
+                    elif kind == "done":
+                        composer.remember(settings, value)
+                        yield _sse("done", composer.describe(settings, value))
+                        return
+                    else:
+                        yield _sse("error", {"detail": str(value)})
+                        return
+            finally:
+                if job is not None:
+                    composer.samplers[settings.model].cancel(job)  # a no-op once the tune has ended
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/api/vary", summary="Keep the start of a tune, draw alternative continuations")
+    async def vary(body: VaryRequest, request: Request) -> dict[str, Any]:
+        composer = _composer(request)
+        limit = composer.limits.max_tunes_per_request
+        if not 1 <= body.variants <= limit:
+            raise engine.FieldError("variants", f"must be in [1, {limit}] (got {body.variants})")
+        source = composer.prepare(body.source.settings())
+        result = await composer.draw(source)
+        kept = engine.keep_bars(result.tokens, body.bars, body.part)
+        # The kept tokens carry the tune's own M:/K: header, so meter and mode are not repeated.
+        base = dataclasses.replace(source.settings, prefix=" ".join(kept[1:]), meter=None, mode=None,
+                                   seed=body.seed, tune=1)
+        prepared = [composer.prepare(dataclasses.replace(base, tune=i + 1)) for i in range(body.variants)]
+        results = await asyncio.gather(*(composer.draw(p) for p in prepared))
+        return {"kept": kept, "kept_tokens": len(kept),
+                "tunes": [composer.describe(p.settings, r) for p, r in zip(prepared, results)]}
+
+    @app.get("/api/tunebook", summary="Saved tunes; q searches titles and ABC")
+    async def tunebook_list(request: Request, q: str | None = None) -> list[dict[str, Any]]:
+        return [e.as_json() for e in await asyncio.to_thread(_composer(request).tunebook.list, q)]
+
+    @app.post("/api/tunebook", summary="Save a tune (its ABC gets N: lines: model, seed, temperature, prefix)")
+    async def tunebook_save(body: SaveRequest, request: Request) -> dict[str, Any]:
+        composer = _composer(request)
+        title = " ".join(body.title.split())
+        if not title or len(title) > composer.limits.max_title_chars:
+            raise engine.FieldError("title", f"give a title of 1 to {composer.limits.max_title_chars} characters")
+        prepared = composer.prepare(body.settings.settings())
+        result = await composer.draw(prepared)
+        settings = prepared.settings
+        step = composer.models[settings.model].step
+        abc = engine.with_notes(engine.tune_abc(result.tokens, settings, step),
+                                engine.notes_lines(settings.model, step, settings), title=title)
+        entry = await asyncio.to_thread(composer.tunebook.add, title, abc, dataclasses.asdict(settings))
+        return entry.as_json()
+
+    @app.get("/api/tunebook/export.abc", summary="The whole tunebook as one ABC file")
+    async def tunebook_abc(request: Request) -> Response:
+        text = await asyncio.to_thread(_composer(request).tunebook.export_abc)
+        return Response(text, media_type="text/vnd.abc; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="tunebook.abc"'})
+
+    @app.get("/api/tunebook/export.pdf", summary="The whole tunebook typeset (abcm2ps, ps2pdf)")
+    async def tunebook_pdf(request: Request) -> Response:
+        composer = _composer(request)
+        entries = await asyncio.to_thread(composer.tunebook.list)
+        if not entries:
+            raise engine.FieldError("tunebook", "is empty: save a tune first")
+
+        def render() -> bytes:
+            with tempfile.TemporaryDirectory(prefix="folkrnn_book_") as folder:
+                path = book.typeset([e.abc for e in entries], os.path.join(folder, "tunebook.pdf"),
+                                    "Tunebook", f"{len(entries)} tunes from folkrnn_jax")
+                with open(path, "rb") as f:
+                    return f.read()
+
+        data = await asyncio.to_thread(render)
+        return Response(data, media_type="application/pdf",
+                        headers={"Content-Disposition": 'attachment; filename="tunebook.pdf"'})
+
+    @app.get("/api/tunebook/{entry_id}", summary="One saved tune")
+    async def tunebook_get(entry_id: int, request: Request) -> dict[str, Any]:
+        entry = await asyncio.to_thread(_composer(request).tunebook.get, entry_id)
+        if entry is None:
+            raise _NotFound(entry_id)
+        return entry.as_json()
+
+    @app.delete("/api/tunebook/{entry_id}", summary="Delete a saved tune")
+    async def tunebook_delete(entry_id: int, request: Request) -> dict[str, Any]:
+        if not await asyncio.to_thread(_composer(request).tunebook.delete, entry_id):
+            raise _NotFound(entry_id)
+        return {"deleted": entry_id}
+
+    @app.exception_handler(_NotFound)
+    async def not_found(request: Request, error: _NotFound) -> JSONResponse:
+        return _error("entry_id", f"no saved tune {error.args[0]}", status=404)
+
+    @app.get("/api/status", summary="Tunes in flight and waiting, per model")
+    async def status(request: Request) -> dict[str, Any]:
+        composer = _composer(request)
+        return {name: {"running": s.busy()[0], "waiting": s.busy()[1], "steps": s.steps, "slots": s.slots}
+                for name, s in composer.samplers.items()}
+
+    return app
+
+
+class _NotFound(Exception):
+    """No tunebook entry with that id."""
