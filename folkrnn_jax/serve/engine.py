@@ -723,3 +723,8 @@ def sample_collection(loaded: LoadedModel, settings: TuneSettings, num_tunes: in
         mode=settings.mode, constrain=settings.constrain,
     )
     return many.tunes
+
+
+def write_text(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` atomically (the library's one atomic write)."""
+    return files.atomic_write_text(path, text)

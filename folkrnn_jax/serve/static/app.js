@@ -93,7 +93,8 @@ function checkPrefix() {
       const tokens = (await response.json()).tokens;
       composer.prefixOk = true;
       check.className = "check";
-      check.textContent = "read as ABC: " + tokens.slice(1).join(" ");
+      check.innerHTML = check.innerHTML.replace(/<br>.*$/, "")
+        + "<br>not v2 tokens; read as ABC: " + escapeHtml(tokens.slice(1).join(" "));
     }
   }, 400);
 }

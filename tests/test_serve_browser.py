@@ -1,0 +1,129 @@
+"""The composer page in real headless Chromium (Debian ``chromium`` + ``chromium-driver``,
+through selenium): it opens the page, composes a tune, and the drawn score has notes and its
+ABC is the API's for the same settings; a bad prefix token is shown inline by name.
+
+Skipped, saying why, where Chromium or its driver is not installed (``.ci/run`` installs them).
+"""
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from folkrnn_jax.serve import engine
+from folkrnn_jax.serve.app import ServerOptions, create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="headless Chromium is not installed (apt-get install chromium chromium-driver; .ci/run does)",
+)
+MAX_LENGTH = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(app):
+    """uvicorn on a free loopback port in a thread, for the length of the block."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if time.time() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def chromium(width=1280, height=1400):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     f"--window-size={width},{height}", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver, condition, timeout=300.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = driver.execute_script(condition)
+        if value:
+            return value
+        time.sleep(0.25)
+    status = driver.execute_script("return document.getElementById('status').textContent")
+    raise AssertionError(f"timed out waiting for {condition!r}; status: {status}")
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, tmp_path_factory):
+    models = engine.load_models([trained_run], default_dir=os.path.join(trained_run, "no_default"))
+    app = create_app(models, ServerOptions(data_dir=str(tmp_path_factory.mktemp("data")), slots=4))
+    with serving(app) as url:
+        yield url, models[0].name
+
+
+def test_page_composes_the_apis_tune(server):
+    url, name = server
+    settings = dict(model=name, seed=7, key="D", meter="6/8", max_length=MAX_LENGTH)
+    with chromium() as driver:
+        driver.get(url + "/?" + "&".join(f"{k}={v}" for k, v in settings.items()))  # a permalink composes at once
+        wait_for(driver, "return document.getElementById('status').dataset.state === 'done'")
+        notes = driver.execute_script("return document.querySelectorAll('#paper .abcjs-note').length")
+        assert notes > 0, "the drawn score has no notes"
+        page_abc = driver.execute_script("return window.composer.currentAbc")
+        api = httpx.get(url + "/api/tune", params=settings, timeout=300).json()
+        assert page_abc == api["abc"]
+        assert "K:D" in page_abc
+
+        # Compose from the form: a typed seed, locked, and a prefix.
+        driver.get(url + "/")
+        wait_for(driver, "return document.getElementById('model').options.length > 0")
+        driver.execute_script("""
+            document.getElementById('seed').value = '12';
+            document.getElementById('lock_seed').checked = true;
+            document.getElementById('max_length').value = '%d';
+            document.getElementById('mode').value = 'dor';
+        """ % MAX_LENGTH)
+        driver.find_element("id", "prefix").send_keys("|: G A B c")
+        driver.find_element("id", "generate").click()
+        wait_for(driver, "return document.getElementById('status').dataset.state === 'done'")
+        page_abc = driver.execute_script("return window.composer.currentAbc")
+        api = httpx.get(url + "/api/tune", params=dict(model=name, seed=12, mode="dor", prefix="|: G A B c",
+                                                      max_length=MAX_LENGTH), timeout=300).json()
+        assert page_abc == api["abc"]
+        assert driver.execute_script("return document.querySelectorAll('#paper .abcjs-note').length") > 0
+
+        # A bad token is named inline before anything is sent.
+        prefix = driver.find_element("id", "prefix")
+        prefix.clear()
+        prefix.send_keys("|: G H7 A")
+        check = wait_for(driver, "return document.getElementById('prefix_check').textContent")
+        assert "'H7'" in check and "unknown token" in check
