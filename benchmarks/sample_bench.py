@@ -39,9 +39,9 @@ import numpy as np
 from absl import app, flags
 
 from folkrnn_jax.generate import sampler
-from folkrnn_jax.music import vocab
 from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.model.lstm import lstm_cell
+from folkrnn_jax.music import vocab
 
 flags.DEFINE_list("batches", ["1", "16", "256"], "Batch sizes (tunes sampled together).")
 flags.DEFINE_integer("steps", 256, "Tokens sampled per tune.")
@@ -240,7 +240,7 @@ def main(argv):
             runners[("bfloat16", b)] = make_ours(model.clone(matmul_dtype="bfloat16"), params, b, steps)
     numpy_run = make_numpy(params, steps)
     original_run = make_numpy_original(params, steps)
-    for name, runner in runners.items():  # compile / warm up
+    for runner in runners.values():  # compile / warm up
         runner(0)
     numpy_run(0, 1)
     original_run(0, 1)

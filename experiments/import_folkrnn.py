@@ -17,8 +17,8 @@ import os
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax.errors import InputError
 from experiments.configs import v2_as_trained
+from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import legacy
 from folkrnn_jax.training import checkpoints
 from folkrnn_jax.training import state as state_lib

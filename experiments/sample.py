@@ -16,6 +16,7 @@ from absl import flags, logging
 from experiments import cli
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.generate import sampler
+from folkrnn_jax.music import output as output_lib
 from folkrnn_jax.music import structure, tools, transpose
 from folkrnn_jax.training import runs
 
@@ -36,8 +37,8 @@ flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: the most probable tokens up 
 flags.DEFINE_list("mask_tokens", [], "Tokens never to emit, comma-separated, e.g. '|:,:|'.")
 flags.DEFINE_bool("valid_only", False, "Keep sampling until --num_tunes tunes pass the structure checks.")
 flags.DEFINE_enum("matmul_dtype", None, ["float32", "bfloat16"], "Matmul precision for sampling (default: "
-                  "the run's). bfloat16 keeps float32 state and accumulation; about 1.5x faster at "
-                  "batch 16-256 on CPUs with avx512_bf16 (benchmarks/RESULTS.md).")
+                  "the run's). bfloat16 keeps float32 state and accumulation; faster on CPUs with "
+                  "avx512_bf16 (measurements: benchmarks/RESULTS.md).")
 flags.DEFINE_bool("constrain", False, "Let the model write only tunes that pass the structure checks: at "
                   "every step the tokens that would break a bar length, repeat or ending are masked "
                   "(folkrnn_jax.constraint).")
@@ -95,7 +96,7 @@ def main(argv):
     titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in many.indices]
     default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
     output = FLAGS.output or os.path.join(FLAGS.workdir, default)
-    written = output.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
+    written = output_lib.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
     passing = sum(structure.is_valid_tune(t) for t in many.tunes)
     print(f"{passing} of {len(many.tunes)} tunes ({100.0 * passing / max(1, len(many.tunes)):.1f}%) "
           f"pass the structure checks; {many.sampled} sampled, {many.truncated} of those kept reached "

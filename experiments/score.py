@@ -13,8 +13,8 @@ import os
 from absl import flags, logging
 
 from experiments import cli
-from folkrnn_jax.errors import InputError
 from folkrnn_jax.analysis import scoring as scoring_lib
+from folkrnn_jax.errors import InputError
 from folkrnn_jax.training import runs as runs_lib
 
 FLAGS = flags.FLAGS

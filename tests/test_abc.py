@@ -5,10 +5,9 @@ import os
 import pytest
 
 from folkrnn_jax.data import corpus
-from folkrnn_jax.music import abc_in
+from folkrnn_jax.music import abc_in, vocab
 from folkrnn_jax.music import midi as midi_lib
 from folkrnn_jax.music import tools as tools_lib
-from folkrnn_jax.music import vocab
 from tests.conftest import fixture_path
 
 RAW = fixture_path("raw_abc")

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import v2, v2_as_trained
-from folkrnn_jax.data import batching
-from folkrnn_jax.data import v2_format
+from folkrnn_jax.data import batching, v2_format
 from folkrnn_jax.model import folkrnn
 from folkrnn_jax.training import loss as loss_lib
 from folkrnn_jax.training import metrics as metrics_lib
@@ -112,7 +111,7 @@ def test_gate_gradient_clipping_bounds_every_cotangent(excerpt_path):
     grads = {}
     for clip in (0.0, 5.0):
         model, params, batch = small_setup(excerpt_path, clip, num_layers=3, scale=2.0, lengths=(2,))
-        grads[clip] = jax.grad(lambda p: model_loss(model, p, batch, scale=1000.0))(params)
+        grads[clip] = jax.grad(lambda p, model=model, batch=batch: model_loss(model, p, batch, scale=1000.0))(params)
     for j in range(3):
         unclipped = np.abs(np.asarray(grads[0.0][f"lstm_{j}_bias"]))
         clipped = np.abs(np.asarray(grads[5.0][f"lstm_{j}_bias"]))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from folkrnn_jax.generate import beam as beam_lib
-from folkrnn_jax.music import vocab
 from folkrnn_jax.model.folkrnn import FolkRNN
+from folkrnn_jax.music import vocab
 
 ALLOWED = ["c", "d", "|", "2", "</s>"]
 MASK = [t for t in vocab.TOKENS if t not in ALLOWED]

@@ -5,10 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from folkrnn_jax.generate import constraint
-from folkrnn_jax.generate import sampler
-from folkrnn_jax.music import structure
-from folkrnn_jax.music import vocab
+from folkrnn_jax.generate import constraint, sampler
+from folkrnn_jax.music import structure, vocab
 from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module
 

@@ -7,11 +7,9 @@ import shutil
 
 import pytest
 
-from folkrnn_jax.data import corpus
-from folkrnn_jax.data import v2_format
-from folkrnn_jax.music import abc_in
+from folkrnn_jax.data import corpus, v2_format
+from folkrnn_jax.music import abc_in, vocab
 from folkrnn_jax.music import tools as tools_lib
-from folkrnn_jax.music import vocab
 from tests.conftest import fixture_path, run_module
 
 RAW = fixture_path("raw_abc")

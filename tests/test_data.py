@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from folkrnn_jax.data import batching
+from folkrnn_jax.data import batching, v2_format
 from folkrnn_jax.data import mix as mix_lib
-from folkrnn_jax.data import v2_format
 from folkrnn_jax.music import vocab
 
 

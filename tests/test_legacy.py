@@ -13,8 +13,7 @@ import pytest
 
 from folkrnn_jax.data import v2_format
 from folkrnn_jax.generate import sampler
-from folkrnn_jax.model import folkrnn
-from folkrnn_jax.model import legacy
+from folkrnn_jax.model import folkrnn, legacy
 from folkrnn_jax.music import vocab
 from folkrnn_jax.training import checkpoints
 from folkrnn_jax.training import loop as loop_lib
@@ -33,7 +32,10 @@ def make_original(seed=0, hidden=16, num_layers=3, shuffle=True, scale=0.3):
     if shuffle:
         rng.shuffle(order)
     token2idx = {t: i for i, t in enumerate(order)}
-    f32 = lambda *shape, s=scale: (s * rng.randn(*shape)).astype(np.float32)
+
+    def f32(*shape, s=scale):
+        return (s * rng.randn(*shape)).astype(np.float32)
+
     values = [np.eye(V, dtype=np.float32)]
     for j in range(num_layers):
         n_in = V if j == 0 else hidden

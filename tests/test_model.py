@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from folkrnn_jax.music import vocab
 from folkrnn_jax.model.folkrnn import FolkRNN, count_params
+from folkrnn_jax.music import vocab
 
 
 def sigmoid(x):

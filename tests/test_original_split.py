@@ -6,9 +6,8 @@ import collections
 import numpy as np
 import pytest
 
-from folkrnn_jax.data import batching
+from folkrnn_jax.data import batching, v2_format
 from folkrnn_jax.data import mix as mix_lib
-from folkrnn_jax.data import v2_format
 
 
 def test_validation_size_rounds_to_the_batch_size():

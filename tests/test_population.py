@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import tiny
-from folkrnn_jax.data import batching
-from folkrnn_jax.data import v2_format
+from folkrnn_jax.data import batching, v2_format
 from folkrnn_jax.training import population
 from folkrnn_jax.training import state as state_lib
 from folkrnn_jax.training import steps as steps_lib

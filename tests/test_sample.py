@@ -4,11 +4,9 @@ import pytest
 
 from folkrnn_jax.generate import prefix as prefix_lib
 from folkrnn_jax.generate import sampler
-from folkrnn_jax.music import abc_out
+from folkrnn_jax.music import abc_out, structure, vocab
 from folkrnn_jax.music import midi as midi_lib
-from folkrnn_jax.music import structure
 from folkrnn_jax.music import tools as tools_lib
-from folkrnn_jax.music import vocab
 from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module
 
@@ -306,8 +304,8 @@ def test_bfloat16_sampling_is_close_to_float32(trained_run, tmp_path):
     import jax.numpy as jnp
 
     from folkrnn_jax.generate import sampler
-    from folkrnn_jax.music import vocab
     from folkrnn_jax.model.folkrnn import FolkRNN
+    from folkrnn_jax.music import vocab
 
     model, params, _ = runs_lib.load_run(trained_run)
     bf16 = model.clone(matmul_dtype="bfloat16")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-
 from tests.conftest import ROOT
 
 SCRIPT = textwrap.dedent(

@@ -3,7 +3,6 @@
 import os
 from fractions import Fraction
 
-
 from folkrnn_jax.data import v2_format
 from folkrnn_jax.music import structure
 

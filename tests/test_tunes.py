@@ -4,12 +4,10 @@ import random
 
 import pytest
 
-from folkrnn_jax.music import abc_out
+from folkrnn_jax.music import abc_out, transpose, vocab
 from folkrnn_jax.music import midi as midi_lib
 from folkrnn_jax.music import output as output_lib
 from folkrnn_jax.music import tools as tools_lib
-from folkrnn_jax.music import transpose
-from folkrnn_jax.music import vocab
 from tests.conftest import fixture_path
 
 ROOTS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

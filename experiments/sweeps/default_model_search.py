@@ -1,6 +1,6 @@
 """Random search for the default model's recipe on this CPU: width, dropout, learning rate and
 batch size, each run given the same training time (``--config.max_train_seconds``, compilation not
-counted), so that the runs compare what a fixed budget of CPU time buys. Use with 
+counted), so that the runs compare what a fixed budget of CPU time buys. Use with
 ``configs/default_model.py``."""
 
 

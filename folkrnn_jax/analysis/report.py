@@ -17,6 +17,7 @@ from folkrnn_jax.data import batching
 from folkrnn_jax.music import vocab
 from folkrnn_jax.training import checkpoints, loop, runs, steps
 
+
 def validation_metrics(workdir: str, data_path: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Validation NLL (nats/token and per-tune-normalised) and perplexity of the run's latest
     checkpoint on its own validation split (the split the run trained with), with dropout on

@@ -7,6 +7,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+
 def padded_length(length: int, min_length: int = 16) -> int:
     """Round a length up to a coarse grid (steps of 1/8 of the next power of two below it), so
     that jit compiles a few dozen shapes at most and padding wastes at most about 12%."""

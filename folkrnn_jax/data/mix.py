@@ -12,6 +12,7 @@ import numpy as np
 from folkrnn_jax.data.v2_format import encode_tunes, read_v2_file
 from folkrnn_jax.errors import InputError
 
+
 def num_validation_tunes(num_tunes: int, fraction: float, batch_size: int) -> int:
     """The original's validation size: the fraction rounded to a multiple of the batch size."""
     if fraction <= 0:

@@ -16,6 +16,7 @@ import numpy as np
 from folkrnn_jax.errors import InputError, MissingFileError
 from folkrnn_jax.music import abc_out, vocab
 
+
 class DataFormatError(InputError):
     """A v2 data file that cannot be read; the message names the file and line."""
 

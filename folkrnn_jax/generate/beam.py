@@ -20,7 +20,7 @@ import numpy as np
 
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.generate import prefix as prefix_lib
-from folkrnn_jax.generate import sampler
+from folkrnn_jax.generate.options import token_bias
 from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.music import vocab
 
@@ -87,7 +87,7 @@ def beam_search(
     tokens = prefix_lib.parse_prefix(prefix)
     if prefix_lib.WILDCARD in tokens:
         raise InputError("beam search prefixes may not hold '*' wildcards")
-    bias = sampler.token_bias(token_mask)
+    bias = token_bias(token_mask)
     seqs, scores = _beam_search(
         model, params, jnp.asarray(vocab.encode(tokens)), None if bias is None else jnp.asarray(bias),
         width, depth,

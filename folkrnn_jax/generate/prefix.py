@@ -95,14 +95,26 @@ def prefix_ids(tokens: Sequence[str]) -> np.ndarray:
     return np.asarray([WILDCARD_ID if t == WILDCARD else vocab.TOKEN_TO_ID[t] for t in tokens], np.int32)
 
 
-@dataclasses.dataclass
-class _Batch:
-    prefix: np.ndarray  # [tunes, width], WILDCARD_ID at wildcards, 0 past each prefix
-    prefix_len: np.ndarray  # [tunes]
+@dataclasses.dataclass(frozen=True)
+class PromptBatch:
+    """The prefixes of a batch of tunes as arrays."""
+
+    ids: np.ndarray  # [tunes, width] int32, WILDCARD_ID at wildcards, 0 past each prefix
+    lengths: np.ndarray  # [tunes] int32
     start: int  # positions < start are forced in every tune
 
 
-def _prepare(num_tunes, prefix, prefixes, meter, mode, max_length) -> _Batch:
+def prepare_prompts(
+    num_tunes: int,
+    prefix: str | Sequence[str],
+    prefixes: Sequence[str | Sequence[str]] | None,
+    meter: str | None,
+    mode: str | None,
+    max_length: int,
+) -> PromptBatch:
+    """One prefix for all tunes (``prefix``) or one per tune (``prefixes``), with the
+    ``meter``/``mode`` header, as a ``PromptBatch``; a prefix must leave room under
+    ``max_length``."""
     if prefixes is not None:
         if len(prefixes) != num_tunes:
             raise InputError(f"{len(prefixes)} prefixes for {num_tunes} tunes")
@@ -119,4 +131,4 @@ def _prepare(num_tunes, prefix, prefixes, meter, mode, max_length) -> _Batch:
         batch[i, : len(p)] = p
     # The first position that some tune samples (a wildcard or the end of its prefix).
     firsts = [int(np.argmax(p == WILDCARD_ID)) if (p == WILDCARD_ID).any() else len(p) for p in ids]
-    return _Batch(batch, lengths, max(1, min(firsts, default=1)))
+    return PromptBatch(batch, lengths, max(1, min(firsts, default=1)))

@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,12 +46,50 @@ import numpy as np
 
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.generate import constraint
-from folkrnn_jax.generate.prefix import WILDCARD_ID, _prepare
+from folkrnn_jax.generate.options import SamplingOptions, make_options
+from folkrnn_jax.generate.prefix import WILDCARD_ID, PromptBatch, prepare_prompts
 from folkrnn_jax.model.folkrnn import FolkRNN
+from folkrnn_jax.model.lstm import Carry
 from folkrnn_jax.music import structure, vocab
 
 Array = jax.Array
 CHUNK = 16
+
+
+class TuneInputs(NamedTuple):
+    """What each tune brings to the loop: its random key and its prefix."""
+
+    keys: Array  # [tunes, 2] one key per tune (``tune_keys``)
+    prefix: Array  # [tunes, width] forced ids, WILDCARD_ID where the model fills in
+    prefix_len: Array  # [tunes]
+
+
+class RowState(NamedTuple):
+    """The state of each batch row between two steps."""
+
+    token: Array  # [rows] the last token, the next step's input
+    carry: Carry  # per layer (c, h), each [rows, hidden]
+    done: Array  # [rows] the tune has emitted </s>
+    structure: constraint.State | None  # the constraint automaton (None unless constrained)
+
+
+class LoopState(NamedTuple):
+    """``_sample_loop``'s while-loop state."""
+
+    position: Array  # scalar: the position the next chunk starts at
+    rows: RowState
+    out: Array  # [tunes, max_length + chunk] ids written so far
+
+
+class RefillState(NamedTuple):
+    """``_refill_loop``'s state: which tune each row holds and where it is."""
+
+    tune: Array  # [slots] the tune index of each row (num_tunes: idle)
+    position: Array  # [slots] each row's position in its tune
+    rows: RowState
+    out: Array  # [tunes + 1, max_length] (the spare last row takes idle rows' writes)
+    next_tune: Array  # scalar: the first tune no row has started
+    steps: Array  # scalar: steps run
 
 @dataclasses.dataclass
 class SampledTunes:
@@ -88,20 +126,6 @@ def sampling_params(model: FolkRNN, params: Any) -> Any:
             for name, value in params.items()}
 
 
-def token_bias(token_mask: Sequence[str] = (), logit_bias: Any = None) -> np.ndarray | None:
-    """The additive logit bias [vocab]: ``-inf`` on masked tokens plus ``logit_bias``, or None."""
-    if not token_mask and logit_bias is None:
-        return None
-    bias = np.zeros((vocab.VOCAB_SIZE,), np.float32)
-    if logit_bias is not None:
-        bias += np.asarray(logit_bias, np.float32)
-    ids = vocab.encode(list(token_mask), "token mask")
-    if vocab.END_ID in ids:
-        raise InputError("the token mask may not hold </s>: tunes could never end")
-    bias[ids] = -np.inf
-    return bias
-
-
 def truncate_logits(logits: Array, top_k: int, top_p: Array | None) -> Array:
     """Set to -inf the logits outside the ``top_k`` largest (0: off) and outside the smallest
     set whose probability reaches ``top_p`` (None: off). logits: [..., vocab]."""
@@ -119,139 +143,119 @@ def truncate_logits(logits: Array, top_k: int, top_p: Array | None) -> Array:
     return logits
 
 
-def _step(model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
-          position, token, carry, done, structure_state=None):
-    """One token for every tune at ``position`` given the previous ``token``. With a
-    ``structure_state`` (``constraint.State``) the tokens that would break a tune are masked
-    before truncation, and the state is advanced by the emitted tokens."""
-    logits, carry = model.apply(variables, token[:, None], carry, method=FolkRNN.decode)
-    logits = logits[:, 0].astype(jnp.float32) / temperature
-    if bias is not None:
-        logits = logits + bias
-    if structure_state is not None:
-        logits = constraint.mask_logits(logits, structure_state)
+def _step(
+    model: FolkRNN, variables: dict, options: SamplingOptions, tunes: TuneInputs, position: Array,
+    rows: RowState,
+) -> RowState:
+    """One token for every row at ``position`` (a scalar, or [rows] when each row is at its own
+    position) given the previous token. With ``options.constrain`` the tokens that would break
+    a tune are masked before truncation, and the automaton advances by the emitted tokens."""
+    logits, carry = model.apply(variables, rows.token[:, None], rows.carry, method=FolkRNN.decode)
+    logits = logits[:, 0].astype(jnp.float32) / options.temperature  # [rows, vocab]
+    if options.bias is not None:
+        logits = logits + options.bias
+    if rows.structure is not None:
+        logits = constraint.mask_logits(logits, rows.structure)
         # A user mask can leave nothing: end the tune rather than sample from nothing.
         nothing = ~jnp.any(jnp.isfinite(logits), axis=-1, keepdims=True)
         logits = jnp.where(nothing & (jnp.arange(logits.shape[-1]) == vocab.END_ID), 0.0, logits)
-    logits = truncate_logits(logits, top_k, top_p)
+    logits = truncate_logits(logits, options.top_k, options.top_p)
+    last = tunes.prefix.shape[1] - 1
     if jnp.ndim(position) == 0:
-        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, position)
-        forced_token = jax.lax.dynamic_index_in_dim(
-            prefix, jnp.minimum(position, prefix.shape[1] - 1), axis=1, keepdims=False
-        )
-    else:  # one position per tune (refill sampling)
-        step_keys = jax.vmap(jax.random.fold_in)(keys, position)
-        forced_token = jnp.take_along_axis(prefix, jnp.minimum(position, prefix.shape[1] - 1)[:, None], axis=1)[:, 0]
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(tunes.keys, position)
+        forced_token = jax.lax.dynamic_index_in_dim(tunes.prefix, jnp.minimum(position, last), axis=1, keepdims=False)
+    else:  # one position per row (refill sampling)
+        step_keys = jax.vmap(jax.random.fold_in)(tunes.keys, position)
+        forced_token = jnp.take_along_axis(tunes.prefix, jnp.minimum(position, last)[:, None], axis=1)[:, 0]
     sampled = jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
-    forced = (position < prefix_len) & (forced_token != WILDCARD_ID)
-    next_token = jnp.where(forced, forced_token, sampled)
-    next_token = jnp.where(done, vocab.END_ID, next_token)
-    if structure_state is not None:
-        structure_state = constraint.advance(structure_state, next_token)
-    return next_token, carry, done | (next_token == vocab.END_ID), structure_state
+    forced = (position < tunes.prefix_len) & (forced_token != WILDCARD_ID)
+    token = jnp.where(forced, forced_token, sampled)
+    token = jnp.where(rows.done, vocab.END_ID, token)  # [rows]
+    structure_state = None if rows.structure is None else constraint.advance(rows.structure, token)
+    return RowState(token, carry, rows.done | (token == vocab.END_ID), structure_state)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_length", "start", "top_k", "chunk", "constrain"))
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "start", "chunk"))
 def _sample_loop(
-    model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
-    top_p: Array | None, bias: Array | None, max_length: int, start: int, top_k: int, chunk: int = CHUNK,
-    constrain: bool = False,
-):
-    """Positions < ``start`` are forced for every tune and run as one decode call."""
-    num_tunes = keys.shape[0]
+    model: FolkRNN, params: Any, options: SamplingOptions, tunes: TuneInputs, max_length: int, start: int,
+    chunk: int = CHUNK,
+) -> tuple[Array, Array]:
+    """All tunes in one batch until every tune has ended or ``max_length``: the ids
+    [tunes, max_length] and the position reached. Positions < ``start`` are forced for every
+    tune and run as one decode call."""
+    num_tunes = tunes.keys.shape[0]
     variables = {"params": params}
+    prefix = tunes.prefix
     carry = model.apply(variables, num_tunes, method=FolkRNN.initial_carry)
     if start > 1:
         _, carry = model.apply(variables, prefix[:, : start - 1], carry, method=FolkRNN.decode)
     out = jnp.full((num_tunes, max_length + chunk), vocab.END_ID, jnp.int32)
     out = out.at[:, :start].set(prefix[:, :start])
     done = jnp.any(prefix[:, 1:start] == vocab.END_ID, axis=1)
-    structure_state = constraint.run(prefix[:, 1:start]) if constrain else None
-    step = functools.partial(_step, model, variables, keys, prefix, prefix_len, temperature, top_p, bias, top_k)
+    structure_state = constraint.run(prefix[:, 1:start]) if options.constrain else None
 
-    def cond(state):
-        position, _, _, _, done, _ = state
-        return (position < max_length) & ~jnp.all(done)
+    def cond(state: LoopState) -> Array:
+        return (state.position < max_length) & ~jnp.all(state.rows.done)
 
-    def body(state):
-        position, token, carry, out, done, structure_state = state
-
+    def body(state: LoopState) -> LoopState:
         def one(c, _):
-            position, token, carry, done, structure_state = c
-            token, carry, done, structure_state = step(position, token, carry, done, structure_state)
-            return (position + 1, token, carry, done, structure_state), token
+            position, rows = c
+            rows = _step(model, variables, options, tunes, position, rows)
+            return (position + 1, rows), rows.token
 
-        (new_position, token, carry, done, structure_state), tokens = jax.lax.scan(
-            one, (position, token, carry, done, structure_state), None, length=chunk
-        )
-        out = jax.lax.dynamic_update_slice(out, tokens.T, (0, position))
-        return new_position, token, carry, out, done, structure_state
+        (position, rows), tokens = jax.lax.scan(one, (state.position, state.rows), None, length=chunk)
+        out = jax.lax.dynamic_update_slice(state.out, tokens.T, (0, state.position))  # tokens: [chunk, tunes]
+        return LoopState(position, rows, out)
 
-    state = (jnp.asarray(start, jnp.int32), prefix[:, start - 1], carry, out, done, structure_state)
-    steps, _, _, out, _, _ = jax.lax.while_loop(cond, body, state)
-    return out[:, :max_length], jnp.minimum(steps, max_length)
+    rows = RowState(prefix[:, start - 1], carry, done, structure_state)
+    state = jax.lax.while_loop(cond, body, LoopState(jnp.asarray(start, jnp.int32), rows, out))
+    return state.out[:, :max_length], jnp.minimum(state.position, max_length)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_length", "slots", "top_k", "chunk", "constrain"))
+@functools.partial(jax.jit, static_argnames=("model", "max_length", "slots", "chunk"))
 def _refill_loop(
-    model: FolkRNN, params: Any, keys: Array, prefix: Array, prefix_len: Array, temperature: Array,
-    top_p: Array | None, bias: Array | None, max_length: int, slots: int, top_k: int, chunk: int = CHUNK,
-    constrain: bool = False,
-):
-    """``len(keys)`` tunes through ``slots`` batch rows: a row whose tune ends (``</s>`` or
-    ``max_length``) starts the next unsampled tune at the next step (state reset, position 1).
-    Tune i still uses the keys ``fold_in(keys[i], position)`` and its own prefix, so it is the
-    same tune as ``_sample_loop`` draws. Returns the ids [tunes, max_length] and the steps run."""
-    num_tunes = keys.shape[0]
+    model: FolkRNN, params: Any, options: SamplingOptions, tunes: TuneInputs, max_length: int, slots: int,
+    chunk: int = CHUNK,
+) -> tuple[Array, Array]:
+    """``len(tunes.keys)`` tunes through ``slots`` batch rows: a row whose tune ends (``</s>``
+    or ``max_length``) starts the next unsampled tune at the next step (state reset, position
+    1). Tune i still uses the keys ``fold_in(keys[i], position)`` and its own prefix, so it is
+    the same tune as ``_sample_loop`` draws. Returns the ids [tunes, max_length] and the steps
+    run."""
+    num_tunes = tunes.keys.shape[0]
     variables = {"params": params}
     initial = model.apply(variables, slots, method=FolkRNN.initial_carry)
     out = jnp.full((num_tunes + 1, max_length), vocab.END_ID, jnp.int32).at[:, 0].set(vocab.START_ID)
     first = jnp.arange(slots, dtype=jnp.int32)
-    tune = jnp.where(first < num_tunes, first, num_tunes)  # num_tunes: an idle row
-    step = functools.partial(_step, model, variables)
-    fresh = constraint.initial_state(slots) if constrain else None
+    fresh = constraint.initial_state(slots) if options.constrain else None
 
-    def one(state, _):
-        tune, position, token, carry, out, next_tune, steps, structure_state = state
-        active = tune < num_tunes
-        row = jnp.minimum(tune, num_tunes - 1)
-        new_token, carry, _, structure_state = step(keys[row], prefix[row], prefix_len[row], temperature, top_p,
-                                                    bias, top_k, position, token, carry, ~active, structure_state)
-        out = out.at[tune, position].set(new_token)  # idle rows write to the spare last row
-        ended = active & ((new_token == vocab.END_ID) | (position + 1 >= max_length))
-        new_tune = next_tune + jnp.cumsum(ended) - 1
-        tune = jnp.where(ended, jnp.where(new_tune < num_tunes, new_tune, num_tunes), tune)
-        next_tune = jnp.minimum(next_tune + jnp.sum(ended), num_tunes)
-        carry = jax.tree_util.tree_map(lambda c, c0: jnp.where(ended[:, None], c0, c), carry, initial)
-        structure_state = jax.tree_util.tree_map(lambda s, s0: jnp.where(ended, s0, s), structure_state, fresh)
-        token = jnp.where(ended, vocab.START_ID, new_token)
-        position = jnp.where(ended, 1, jnp.where(active, position + 1, position))
-        return (tune, position, token, carry, out, next_tune, steps + 1, structure_state), None
+    def one(state: RefillState, _) -> tuple[RefillState, None]:
+        active = state.tune < num_tunes  # [slots]
+        row_tunes = jax.tree_util.tree_map(lambda x: x[jnp.minimum(state.tune, num_tunes - 1)], tunes)
+        rows = _step(model, variables, options, row_tunes, state.position, state.rows._replace(done=~active))
+        out = state.out.at[state.tune, state.position].set(rows.token)  # idle rows write to the spare row
+        ended = active & ((rows.token == vocab.END_ID) | (state.position + 1 >= max_length))
+        new_tune = state.next_tune + jnp.cumsum(ended) - 1
+        tune = jnp.where(ended, jnp.where(new_tune < num_tunes, new_tune, num_tunes), state.tune)
+        next_tune = jnp.minimum(state.next_tune + jnp.sum(ended), num_tunes)
+        carry = jax.tree_util.tree_map(lambda c, c0: jnp.where(ended[:, None], c0, c), rows.carry, initial)
+        structure_state = jax.tree_util.tree_map(lambda s, s0: jnp.where(ended, s0, s), rows.structure, fresh)
+        token = jnp.where(ended, vocab.START_ID, rows.token)
+        position = jnp.where(ended, 1, jnp.where(active, state.position + 1, state.position))
+        rows = RowState(token, carry, rows.done, structure_state)
+        return RefillState(tune, position, rows, out, next_tune, state.steps + 1), None
 
-    def body(state):
+    def body(state: RefillState) -> RefillState:
         state, _ = jax.lax.scan(one, state, None, length=chunk)
         return state
 
-    state = (tune, jnp.ones((slots,), jnp.int32), jnp.full((slots,), vocab.START_ID, jnp.int32), initial,
-             out, jnp.int32(min(slots, num_tunes)), jnp.int32(0), fresh)
-    state = jax.lax.while_loop(lambda s: jnp.any(s[0] < num_tunes), body, state)
-    return state[4][:num_tunes], state[6]
-
-
-def _options(temperature, top_k, top_p, token_mask, logit_bias):
-    if temperature <= 0:
-        raise InputError(f"temperature must be > 0 (got {temperature}); use top_k=1 for greedy")
-    if top_k < 0 or top_k > vocab.VOCAB_SIZE:
-        raise InputError(f"top_k must be in 0..{vocab.VOCAB_SIZE} (got {top_k})")
-    if not 0 < top_p <= 1:
-        raise InputError(f"top_p must be in (0, 1] (got {top_p})")
-    bias = token_bias(token_mask, logit_bias)
-    return (
-        jnp.float32(temperature),
-        None if top_p >= 1 else jnp.float32(top_p),
-        None if bias is None else jnp.asarray(bias),
-        int(top_k),
+    rows = RowState(jnp.full((slots,), vocab.START_ID, jnp.int32), initial, jnp.zeros((slots,), bool), fresh)
+    state = RefillState(
+        tune=jnp.where(first < num_tunes, first, num_tunes), position=jnp.ones((slots,), jnp.int32), rows=rows,
+        out=out, next_tune=jnp.int32(min(slots, num_tunes)), steps=jnp.int32(0),
     )
+    state = jax.lax.while_loop(lambda s: jnp.any(s.tune < num_tunes), body, state)
+    return state.out[:num_tunes], state.steps
 
 
 def _result(ids: np.ndarray, steps: int, max_length: int) -> SampledTunes:
@@ -295,29 +299,28 @@ def sample_tunes(
     With ``constrain``, every step masks the tokens that would make the tune fail the
     structure checks (``folkrnn_jax.constraint``): the model's distribution renormalised over
     the tokens that keep bar lengths, repeats and endings right."""
-    batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
-    temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
-    params = sampling_params(model, params)
+    options = make_options(temperature, top_k, top_p, token_mask, logit_bias, constrain)
+    params, tunes, prompts = _inputs(model, params, key, num_tunes, prefix, prefixes, meter, mode, max_length, offset)
     if slots is not None and slots < num_tunes:
-        out, steps = _refill_loop(
-            model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
-            jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, int(slots), top_k, chunk,
-            bool(constrain),
-        )
-        return _result(np.asarray(out), int(steps), max_length)
-    out, steps = _sample_loop(
-        model, params, tune_keys(key, num_tunes, offset), jnp.asarray(batch.prefix),
-        jnp.asarray(batch.prefix_len), temperature_, top_p_, bias, max_length, batch.start, top_k, chunk,
-        bool(constrain),
-    )
+        out, steps = _refill_loop(model, params, options, tunes, max_length, int(slots), chunk)
+    else:
+        out, steps = _sample_loop(model, params, options, tunes, max_length, prompts.start, chunk)
     return _result(np.asarray(out), int(steps), max_length)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "top_k"))
-def _stream_step(model, params, keys, prefix, prefix_len, temperature, top_p, bias, top_k,
-                 position, token, carry, done, structure_state):
-    return _step(model, {"params": params}, keys, prefix, prefix_len, temperature, top_p, bias,
-                 top_k, position, token, carry, done, structure_state)
+def _inputs(
+    model: FolkRNN, params: Any, key: Array, num_tunes: int, prefix: str | Sequence[str],
+    prefixes: Sequence[str | Sequence[str]] | None, meter: str | None, mode: str | None, max_length: int,
+    offset: int,
+) -> tuple[Any, TuneInputs, PromptBatch]:
+    """What ``sample_tunes`` and ``sample_stream`` both start from: the parameters as sampled
+    (``sampling_params``), each tune's key and prefix, and the prompt batch."""
+    prompts = prepare_prompts(num_tunes, prefix, prefixes, meter, mode, max_length)
+    tunes = TuneInputs(tune_keys(key, num_tunes, offset), jnp.asarray(prompts.ids), jnp.asarray(prompts.lengths))
+    return sampling_params(model, params), tunes, prompts
+
+
+_stream_step = jax.jit(_step, static_argnames=("model",))
 
 
 def sample_stream(
@@ -342,22 +345,19 @@ def sample_stream(
     """Yield, for positions 1, 2, ..., the token id of every tune at that position ([num_tunes];
     ``</s>`` for tunes that have ended), until all tunes have ended or ``max_length``. Prefix
     tokens are yielded as they are forced. One jitted step per position, run from the host."""
-    batch = _prepare(num_tunes, prefix, prefixes, meter, mode, max_length)
-    temperature_, top_p_, bias, top_k = _options(temperature, top_k, top_p, token_mask, logit_bias)
-    keys = tune_keys(key, num_tunes, offset)
-    params = sampling_params(model, params)
-    prefix_, prefix_len = jnp.asarray(batch.prefix), jnp.asarray(batch.prefix_len)
-    carry = model.apply({"params": params}, num_tunes, method=FolkRNN.initial_carry)
-    token = jnp.full((num_tunes,), vocab.START_ID, jnp.int32)
-    done = jnp.zeros((num_tunes,), bool)
-    structure_state = constraint.initial_state(num_tunes) if constrain else None
+    options = make_options(temperature, top_k, top_p, token_mask, logit_bias, constrain)
+    params, tunes, _ = _inputs(model, params, key, num_tunes, prefix, prefixes, meter, mode, max_length, offset)
+    variables = {"params": params}
+    rows = RowState(
+        token=jnp.full((num_tunes,), vocab.START_ID, jnp.int32),
+        carry=model.apply(variables, num_tunes, method=FolkRNN.initial_carry),
+        done=jnp.zeros((num_tunes,), bool),
+        structure=constraint.initial_state(num_tunes) if constrain else None,
+    )
     for position in range(1, max_length):
-        token, carry, done, structure_state = _stream_step(
-            model, params, keys, prefix_, prefix_len, temperature_, top_p_, bias, top_k,
-            jnp.int32(position), token, carry, done, structure_state,
-        )
-        yield np.asarray(token)
-        if bool(jnp.all(done)):
+        rows = _stream_step(model, variables, options, tunes, jnp.int32(position), rows)
+        yield np.asarray(rows.token)
+        if bool(jnp.all(rows.done)):
             return
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from folkrnn_jax.model.lstm import Array, Carry, LSTMParams, lstm_scan, matmul
 from folkrnn_jax.music import vocab
 
+
 def _orthogonal_row(key, shape, dtype=jnp.float32):
     # Lasagne's Orthogonal on a (1, hidden) matrix: a random unit vector.
     v = jax.random.normal(key, shape, dtype)
@@ -81,8 +82,9 @@ class FolkRNN(nn.Module):
 
     def _dropout(self, x: Array, train: bool) -> Array:
         """Dropout after an LSTM layer. At rate 0.5 (v2) the keep mask is one random bit per
-        unit, unpacked from 32-bit words: 32x fewer threefry draws than ``nn.Dropout``, which
-        took ~15% of a CPU training step; the same Bernoulli(0.5) distribution and scaling."""
+        unit, unpacked from 32-bit words: 32x fewer threefry draws than ``nn.Dropout`` (whose
+        draws were a visible share of a CPU training step); the same Bernoulli(0.5)
+        distribution and scaling."""
         if not train or self.dropout_rate == 0.0:
             return x
         if self.dropout_rate == 0.5 and x.shape[-1] % 32 == 0:

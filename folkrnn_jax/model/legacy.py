@@ -288,7 +288,10 @@ def to_param_values(params: Mapping, num_layers: int, token2idx: Mapping[str, in
     perm = _token_permutation("<params>", token2idx, vocab.VOCAB_SIZE)
     inverse = np.empty_like(perm)
     inverse[perm] = np.arange(len(perm))  # inverse[file_index] = our_id
-    f32 = lambda x: np.ascontiguousarray(np.asarray(x, np.float32))
+
+    def f32(x: Any) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(x, np.float32))
+
     values = [np.eye(vocab.VOCAB_SIZE, dtype=np.float32)]
     for j in range(num_layers):
         w_in = f32(params[f"lstm_{j}_w_in"])

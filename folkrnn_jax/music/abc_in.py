@@ -61,6 +61,7 @@ from folkrnn_jax.music.pitch import (
     scale_alterations,
 )
 
+
 @dataclasses.dataclass(frozen=True)
 class ConversionResult:
     """``tokens`` is the v2 sequence, or ``None`` with ``reason`` (category) and ``detail``."""
@@ -565,7 +566,7 @@ class _Converter:
             alter = target_pitch - midi_pitch(candidate, 0)
             if -1 <= alter <= 1:
                 spellings.append((candidate, alter))
-        for index, (candidate, alter) in enumerate(spellings):
+        for candidate, alter in spellings:
             letter = LETTERS[candidate % 7]
             default = self.target_signature.get(letter, 0)
             by_octave = self.out_by_octave.get(candidate, default)

@@ -9,6 +9,7 @@ from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.music import abc_out, midi, tools
 
+
 def write_tunes(
     tunes: Sequence[Sequence[str]],
     titles: Sequence[str],

@@ -20,6 +20,7 @@ from typing import Sequence
 
 from folkrnn_jax.errors import UserError
 
+
 class ToolMissingError(UserError, RuntimeError):
     """A command-line tool this wrapper needs is not installed."""
 

@@ -22,10 +22,10 @@ from typing import Sequence
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.music import vocab
 from folkrnn_jax.music.pitch import (
-    NATURAL_SEMITONES,
     ACCIDENTAL_TEXT,
     ACCIDENTALS,
     LETTERS,
+    NATURAL_SEMITONES,
     NOTE,
     V2_MODE_WORDS,
     diatonic,

@@ -19,6 +19,7 @@ from folkrnn_jax.training.metrics import MetricsWriter
 from folkrnn_jax.training.state import Array, TrainState, create_train_state, current_learning_rate
 from folkrnn_jax.training.steps import batch_to_dict, evaluate_sources, make_eval_step, make_train_step
 
+
 def load_sequences(config: ml_collections.ConfigDict) -> TrainingMix:
     """The training mix of ``config.data_path`` (one file or several, comma-separated)."""
     mix = load_training_mix(

@@ -7,6 +7,7 @@ import os
 
 from folkrnn_jax import files
 
+
 class MetricsWriter:
     """Appends one JSON object per line to ``workdir/metrics.jsonl``. On resume, records
     past the restored step are dropped, since the resumed run writes them again."""

@@ -20,8 +20,8 @@ is rewritten: ``WORKDIR/summary.csv`` and ``WORKDIR/summary.md``, best validatio
 from __future__ import annotations
 
 import csv
-import io
 import importlib.util
+import io
 import itertools
 import json
 import math
@@ -34,9 +34,8 @@ import numpy as np
 from absl import logging
 
 from folkrnn_jax import files
-from folkrnn_jax.training import loop, metrics
-
 from folkrnn_jax.errors import InputError, MissingFileError
+from folkrnn_jax.training import loop, metrics
 
 FINAL_METRICS = "final_metrics.json"
 
