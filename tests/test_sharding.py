@@ -13,7 +13,8 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
     from experiments.configs import tiny
-    from folkrnn_jax import data, parallel, train
+    from folkrnn_jax.data import batching, v2_format
+    from folkrnn_jax.training import parallel, state as state_lib, steps
 
     assert jax.device_count() == 4, jax.devices()
     config = tiny.get_config()
@@ -21,13 +22,13 @@ SCRIPT = textwrap.dedent(
     config.hidden_size = 32
     config.batch_size = 8
     config.valid_fraction = 0.0
-    seqs = data.encode_tunes(data.read_v2_file(config.data_path))
-    batches = [train.batch_to_dict(data.make_batch(seqs[i * 8:(i + 1) * 8])) for i in range(2)]
+    seqs = v2_format.encode_tunes(v2_format.read_v2_file(config.data_path))
+    batches = [steps.batch_to_dict(batching.make_batch(seqs[i * 8:(i + 1) * 8])) for i in range(2)]
 
     def run(mesh):
-        model, state = train.create_train_state(config, jax.random.PRNGKey(0), 10)
+        model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 10)
         state = parallel.replicate(state, mesh)
-        step = train.make_train_step(model, config.loss_normalization, mesh)
+        step = steps.make_train_step(model, config.loss_normalization, mesh)
         losses = []
         for i in range(5):
             state, loss = step(state, parallel.shard_batch(batches[i % 2], mesh), jax.random.PRNGKey(i))

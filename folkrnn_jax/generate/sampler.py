@@ -266,7 +266,20 @@ def _result(ids: np.ndarray, steps: int, max_length: int) -> SampledTunes:
     return SampledTunes(ids=ids, lengths=lengths, truncated=~done, steps=int(steps))
 
 
-def sample_tunes(
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What ``sample_tunes`` and ``sample_stream`` start from, prepared once: the checked
+    options, the parameters as sampled (``sampling_params``), each tune's key and prefix, and
+    the prompt batch."""
+
+    options: SamplingOptions
+    params: Any
+    tunes: TuneInputs
+    prompts: PromptBatch
+    max_length: int
+
+
+def prepare_request(
     model: FolkRNN,
     params: Any,
     key: Array,
@@ -283,79 +296,78 @@ def sample_tunes(
     meter: str | None = None,
     mode: str | None = None,
     offset: int = 0,
-    chunk: int = CHUNK,
-    slots: int | None = None,
     constrain: bool = False,
+) -> Request:
+    """Check and prepare the sampling arguments shared by ``sample_tunes`` and ``sample_stream``.
+
+    Args:
+      model, params: the model and its parameters.
+      key: the seed key; tune ``offset + i`` draws with ``fold_in(key, offset + i)``.
+      num_tunes: how many tunes.
+      prefix: tokens every tune starts with (``"M:6/8 K:Cdor"``, ``*`` for positions the
+        model fills, or ABC text); ``prefixes`` gives one per tune instead.
+      temperature, top_k, top_p, token_mask, logit_bias, constrain: see ``make_options``.
+      max_length: tokens per tune at most, counting ``<s>`` and the prefix.
+      meter, mode: the ``M:``/``K:`` header (``"6/8"``, ``"dor"``).
+      offset: the index of the first tune under the seed, for sampling in chunks.
+
+    Returns:
+      The prepared ``Request``.
+    """
+    options = make_options(temperature, top_k, top_p, token_mask, logit_bias, constrain)
+    prompts = prepare_prompts(num_tunes, prefix, prefixes, meter, mode, max_length)
+    tunes = TuneInputs(tune_keys(key, num_tunes, offset), jnp.asarray(prompts.ids), jnp.asarray(prompts.lengths))
+    return Request(options, sampling_params(model, params), tunes, prompts, max_length)
+
+
+def sample_tunes(
+    model: FolkRNN, params: Any, key: Array, num_tunes: int, *args: Any, chunk: int = CHUNK,
+    slots: int | None = None, **kwargs: Any,
 ) -> SampledTunes:
-    """Sample ``num_tunes`` tunes continuing ``prefix`` (e.g. ``"M:6/8 K:Cdor"``, ``*`` for
-    positions the model fills) or one prefix per tune (``prefixes``), each ending at ``</s>``
-    or at ``max_length`` tokens (counting ``<s>`` and the prefix). ``offset`` numbers the
-    tunes from there (tune ``offset + i`` of the seed), for sampling in chunks.
+    """Sample ``num_tunes`` tunes, each ending at ``</s>`` or at ``max_length`` tokens; the
+    other arguments are those of ``prepare_request`` (``prefix``, ``temperature``,
+    ``max_length`` may be given by position).
 
     With ``slots`` < ``num_tunes``, the tunes go through ``slots`` batch rows and a row starts
     the next tune as soon as its tune ends (continuous batching: no row waits for the longest
     tune of a batch); the tunes are the same, ``steps`` is then the total number of steps.
 
     With ``constrain``, every step masks the tokens that would make the tune fail the
-    structure checks (``folkrnn_jax.constraint``): the model's distribution renormalised over
-    the tokens that keep bar lengths, repeats and endings right."""
-    options = make_options(temperature, top_k, top_p, token_mask, logit_bias, constrain)
-    params, tunes, prompts = _inputs(model, params, key, num_tunes, prefix, prefixes, meter, mode, max_length, offset)
+    structure checks (``folkrnn_jax.generate.constraint``): the model's distribution
+    renormalised over the tokens that keep bar lengths, repeats and endings right.
+
+    Returns:
+      ``SampledTunes``: ids [num_tunes, max_length], lengths, truncated, steps.
+    """
+    request = prepare_request(model, params, key, num_tunes, *args, **kwargs)
     if slots is not None and slots < num_tunes:
-        out, steps = _refill_loop(model, params, options, tunes, max_length, int(slots), chunk)
+        out, steps = _refill_loop(model, request.params, request.options, request.tunes, request.max_length,
+                                  int(slots), chunk)
     else:
-        out, steps = _sample_loop(model, params, options, tunes, max_length, prompts.start, chunk)
-    return _result(np.asarray(out), int(steps), max_length)
-
-
-def _inputs(
-    model: FolkRNN, params: Any, key: Array, num_tunes: int, prefix: str | Sequence[str],
-    prefixes: Sequence[str | Sequence[str]] | None, meter: str | None, mode: str | None, max_length: int,
-    offset: int,
-) -> tuple[Any, TuneInputs, PromptBatch]:
-    """What ``sample_tunes`` and ``sample_stream`` both start from: the parameters as sampled
-    (``sampling_params``), each tune's key and prefix, and the prompt batch."""
-    prompts = prepare_prompts(num_tunes, prefix, prefixes, meter, mode, max_length)
-    tunes = TuneInputs(tune_keys(key, num_tunes, offset), jnp.asarray(prompts.ids), jnp.asarray(prompts.lengths))
-    return sampling_params(model, params), tunes, prompts
+        out, steps = _sample_loop(model, request.params, request.options, request.tunes, request.max_length,
+                                  request.prompts.start, chunk)
+    return _result(np.asarray(out), int(steps), request.max_length)
 
 
 _stream_step = jax.jit(_step, static_argnames=("model",))
 
 
-def sample_stream(
-    model: FolkRNN,
-    params: Any,
-    key: Array,
-    num_tunes: int,
-    prefix: str | Sequence[str] = (),
-    temperature: float = 1.0,
-    max_length: int = 1000,
-    *,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    token_mask: Sequence[str] = (),
-    logit_bias: Any = None,
-    prefixes: Sequence[str | Sequence[str]] | None = None,
-    meter: str | None = None,
-    mode: str | None = None,
-    offset: int = 0,
-    constrain: bool = False,
-) -> Iterator[np.ndarray]:
+def sample_stream(model: FolkRNN, params: Any, key: Array, num_tunes: int, *args: Any, **kwargs: Any
+                  ) -> Iterator[np.ndarray]:
     """Yield, for positions 1, 2, ..., the token id of every tune at that position ([num_tunes];
     ``</s>`` for tunes that have ended), until all tunes have ended or ``max_length``. Prefix
-    tokens are yielded as they are forced. One jitted step per position, run from the host."""
-    options = make_options(temperature, top_k, top_p, token_mask, logit_bias, constrain)
-    params, tunes, _ = _inputs(model, params, key, num_tunes, prefix, prefixes, meter, mode, max_length, offset)
-    variables = {"params": params}
+    tokens are yielded as they are forced. One jitted step per position, run from the host;
+    the same tokens as ``sample_tunes`` with the same ``prepare_request`` arguments."""
+    request = prepare_request(model, params, key, num_tunes, *args, **kwargs)
+    variables = {"params": request.params}
     rows = RowState(
         token=jnp.full((num_tunes,), vocab.START_ID, jnp.int32),
         carry=model.apply(variables, num_tunes, method=FolkRNN.initial_carry),
         done=jnp.zeros((num_tunes,), bool),
-        structure=constraint.initial_state(num_tunes) if constrain else None,
+        structure=constraint.initial_state(num_tunes) if request.options.constrain else None,
     )
-    for position in range(1, max_length):
-        rows = _stream_step(model, variables, options, tunes, jnp.int32(position), rows)
+    for position in range(1, request.max_length):
+        rows = _stream_step(model, variables, request.options, request.tunes, jnp.int32(position), rows)
         yield np.asarray(rows.token)
         if bool(jnp.all(rows.done)):
             return
