@@ -470,7 +470,8 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
     @app.get("/api/status", summary="Tunes in flight and waiting, per model")
     async def status(request: Request) -> dict[str, Any]:
         composer = _composer(request)
-        return {name: {"running": s.busy()[0], "waiting": s.busy()[1], "steps": s.steps, "slots": s.slots}
+        return {name: {"running": s.busy()[0], "waiting": s.busy()[1], "steps": s.steps, "slots": s.slots,
+                       "compiled": s.ready.is_set()}
                 for name, s in composer.samplers.items()}
 
     return app

@@ -345,9 +345,17 @@ class Job:
         self.submitted = time.perf_counter()
 
 
+@jax.jit
+def _tune_key(seed: jax.Array, index: jax.Array) -> jax.Array:
+    # What sampler.tune_keys gives tune ``index``: fold_in(seed key, index), here unbatched.
+    return jax.random.fold_in(jax.random.PRNGKey(seed), index)
+
+
 def tune_key(seed: int, tune: int) -> np.ndarray:
-    """The key of tune ``tune`` (from 1) of ``seed``: ``sampler.tune_keys``' key for index tune-1."""
-    return np.asarray(sampler.tune_keys(jax.random.PRNGKey(seed), 1, tune - 1)[0])
+    """The key of tune ``tune`` (from 1) of ``seed``: ``sampler.tune_keys``' key for index tune-1.
+    Compiled once: unjitted, the vmap inside took ~0.3 s per request on a busy CPU, all of it on
+    the server's event loop."""
+    return np.asarray(_tune_key(np.int32(seed), np.int32(tune - 1)))
 
 
 class BatchSampler:
@@ -378,8 +386,13 @@ class BatchSampler:
         self._position = np.ones((slots,), np.int32)
         self._token = np.full((slots,), vocab.START_ID, np.int32)
         self._reset = np.ones((slots,), bool)
-        self._carry = self._model.apply({"params": self._params}, slots, method=FolkRNN.initial_carry)
-        self._state = constraint.initial_state(slots)
+        # Committed to the device like the step's outputs, so the first step compiles the same
+        # program as every later one (uncommitted inputs compiled a second time).
+        device = jax.devices()[0]
+        self._carry = jax.device_put(
+            self._model.apply({"params": self._params}, slots, method=FolkRNN.initial_carry), device)
+        self._state = jax.device_put(constraint.initial_state(slots), device)
+        self.ready = threading.Event()  # set once the step is compiled
         self.steps = 0
         self.tokens = 0
         self._thread = threading.Thread(target=self._run, name=f"sampler-{loaded.name}", daemon=True)
@@ -458,7 +471,19 @@ class BatchSampler:
             self._token[row] = vocab.START_ID
             self._reset[row] = True
 
+    def _step(self):
+        return _batch_step(
+            self._model, self._params, self._carry, self._state, self._reset, self._keys, self._prefix,
+            self._prefix_len, self._temperature, self._top_k, self._top_p, self._constrain,
+            self._position, self._token,
+        )
+
     def _run(self) -> None:
+        # Compile at start-up, not on the first client's time (every row idle and reset).
+        try:
+            np.asarray(self._step()[0])
+        finally:
+            self.ready.set()
         while True:
             with self._cond:
                 while not self._closed:
@@ -473,11 +498,7 @@ class BatchSampler:
                     break
                 rows = list(self._rows)
             try:
-                new, self._carry, self._state = _batch_step(
-                    self._model, self._params, self._carry, self._state, self._reset, self._keys, self._prefix,
-                    self._prefix_len, self._temperature, self._top_k, self._top_p, self._constrain,
-                    self._position, self._token,
-                )
+                new, self._carry, self._state = self._step()
                 new = np.asarray(new)
             except Exception as error:  # noqa: BLE001 - fail the tunes in flight, keep serving
                 self._fail([j for j in rows if j is not None], error)
