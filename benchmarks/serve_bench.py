@@ -133,7 +133,15 @@ def main(argv):
           f"max {max(firsts):.3f} s")
     print(f"time to whole tune:  p50 {percentile(wholes, 50):.1f} s, p95 {percentile(wholes, 95):.1f} s, "
           f"max {max(wholes):.1f} s (mean {statistics.mean(wholes):.1f} s)")
-    print(f"server: {status}")
+    for name, figures in status.items():
+        latency = figures.pop("latency", {})
+        print(f"server {name}: {figures}")
+        if latency:
+            print(f"  inside the server (submit to token, no HTTP), last {latency['tunes']} tunes: first token "
+                  f"p50 {latency['first_token_p50']:.3f} s, p95 {latency['first_token_p95']:.3f} s; whole tune "
+                  f"p50 {latency['whole_tune_p50']:.1f} s, p95 {latency['whole_tune_p95']:.1f} s")
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min)")
 
 
 if __name__ == "__main__":

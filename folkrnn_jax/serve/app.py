@@ -471,7 +471,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
     async def status(request: Request) -> dict[str, Any]:
         composer = _composer(request)
         return {name: {"running": s.busy()[0], "waiting": s.busy()[1], "steps": s.steps, "slots": s.slots,
-                       "compiled": s.ready.is_set()}
+                       "compiled": s.ready.is_set(), "latency": s.latency_summary()}
                 for name, s in composer.samplers.items()}
 
     return app

@@ -46,7 +46,7 @@ def book_abc(tunes_abc: Sequence[str], title: str, subtitle: str = "", show_note
     parts.append("%%vskip 0.6cm\n")
     for number, text in enumerate(tunes_abc, start=1):
         text = re.sub(r"^X:.*$", f"X:{number}", text, count=1, flags=re.MULTILINE)
-        text = re.sub(r"^T:(.*)$", lambda m: f"T:{number}. {m.group(1)}", text, count=1, flags=re.MULTILINE)
+        text = re.sub(r"^T:", f"T:{number}. ", text, count=1, flags=re.MULTILINE)
         parts.append(text.rstrip("\n") + "\n")
     return "\n".join(parts)
 

@@ -333,7 +333,7 @@ class Job:
     """One tune in the sampler. ``on_token(token, position)`` is called from the sampler's
     thread for every token after ``<s>``, then ``on_done(result)`` once (or ``on_error``)."""
 
-    def __init__(self, prepared: Prepared, key: np.ndarray, on_token: Callable[[str, int], None] | None,
+    def __init__(self, prepared: Prepared, key: np.ndarray | None, on_token: Callable[[str, int], None] | None,
                  on_done: Callable[[Result], None], on_error: Callable[[BaseException], None]):
         self.prepared = prepared
         self.key = key
@@ -343,6 +343,7 @@ class Job:
         self.ids: list[int] = [vocab.START_ID]
         self.cancelled = False
         self.submitted = time.perf_counter()
+        self.first_token: float | None = None  # seconds from submit to the first token
 
 
 @jax.jit
@@ -395,13 +396,15 @@ class BatchSampler:
         self.ready = threading.Event()  # set once the step is compiled
         self.steps = 0
         self.tokens = 0
+        # (seconds to the first token, seconds to the whole tune) of recent tunes, for /api/status.
+        self.latencies: collections.deque[tuple[float, float]] = collections.deque(maxlen=1000)
         self._thread = threading.Thread(target=self._run, name=f"sampler-{loaded.name}", daemon=True)
         self._thread.start()
 
     def submit(self, prepared: Prepared, on_token: Callable[[str, int], None] | None,
                on_done: Callable[[Result], None], on_error: Callable[[BaseException], None]) -> Job:
         """Queue a tune; it takes the next free row. Returns its job (for ``cancel``)."""
-        job = Job(prepared, tune_key(prepared.settings.seed, prepared.settings.tune), on_token, on_done, on_error)
+        job = Job(prepared, None, on_token, on_done, on_error)  # its key is made on the sampler's thread
         with self._cond:
             if self._closed:
                 raise RuntimeError("the sampler is closed")
@@ -414,6 +417,18 @@ class BatchSampler:
         with self._cond:
             job.cancelled = True
             self._cond.notify()
+
+    def latency_summary(self) -> dict[str, float]:
+        """p50/p95 seconds from submission to the first token and to the whole tune, over the
+        last 1,000 tunes (measured inside the server: no HTTP, no client)."""
+        recent = list(self.latencies)
+        if not recent:
+            return {}
+        firsts, wholes = np.asarray([r[0] for r in recent]), np.asarray([r[1] for r in recent])
+        return {"tunes": len(recent), "first_token_p50": float(np.percentile(firsts, 50)),
+                "first_token_p95": float(np.percentile(firsts, 95)),
+                "whole_tune_p50": float(np.percentile(wholes, 50)),
+                "whole_tune_p95": float(np.percentile(wholes, 95))}
 
     def busy(self) -> tuple[int, int]:
         """(tunes in rows, tunes waiting)."""
@@ -457,6 +472,8 @@ class BatchSampler:
                 continue
             row = free[0]
             options = job.prepared.settings
+            if job.key is None:
+                job.key = tune_key(options.seed, options.tune)
             ids = job.prepared.prefix_ids
             self._rows[row] = job
             self._keys[row] = job.key
@@ -514,6 +531,8 @@ class BatchSampler:
                     continue
                 token, position = int(new[row]), int(self._position[row])
                 job.ids.append(token)
+                if job.first_token is None:
+                    job.first_token = time.perf_counter() - job.submitted
                 self.tokens += 1
                 self._token[row] = token
                 self._position[row] = position + 1
@@ -533,6 +552,7 @@ class BatchSampler:
                 if job.cancelled:
                     continue
                 truncated = job.ids[-1] != vocab.END_ID
+                self.latencies.append((job.first_token or 0.0, time.perf_counter() - job.submitted))
                 try:
                     job.on_done(Result(vocab.decode(job.ids), truncated))
                 except Exception:  # noqa: BLE001 - a failing callback must not stop other tunes
