@@ -4,11 +4,13 @@ from absl import flags, logging
 
 from experiments import cli
 from folkrnn_jax.analysis import probes
+from folkrnn_jax.training import runs
 
-flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
-flags.DEFINE_string("output", None, "Directory for the PNG and JSON (default: WORKDIR/analysis).")
+flags.DEFINE_string(
+    "workdir", None, "Run directory or model folder (default: the shipped model, models/default)."
+)
+flags.DEFINE_string("output", None, "Directory for the PNG and JSON (default: WORKDIR/analysis, or ./analysis for the shipped model).")
 flags.DEFINE_integer("seed", 0, "RNG seed for the generated tune / random controls.")
-flags.mark_flags_as_required(["workdir"])
 
 
 def main_for(kind: str) -> None:
@@ -17,7 +19,8 @@ def main_for(kind: str) -> None:
     def main(argv):
         del argv
         fl = flags.FLAGS
-        paths = probes.ANALYSES[kind](fl.workdir, fl.output or f"{fl.workdir}/analysis", fl.seed)
+        output = fl.output or (f"{fl.workdir}/analysis" if fl.workdir else "analysis")
+        paths = probes.ANALYSES[kind](runs.resolve(fl.workdir), output, fl.seed)
         logging.info("wrote %s", ", ".join(paths))
 
     cli.run(main)

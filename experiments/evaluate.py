@@ -24,10 +24,12 @@ from folkrnn_jax.training import checkpoints
 from folkrnn_jax.training import runs as runs_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
+flags.DEFINE_string(
+    "workdir", None, "Run directory or model folder (default: the shipped model, models/default)."
+)
 flags.DEFINE_string("samples", None, "Generated tunes (v2 format or our ABC); default: sample them.")
 flags.DEFINE_string("data", None, "Training tunes in v2 format (default: the run's data_path).")
-flags.DEFINE_string("output", None, "Report directory (default: WORKDIR/eval).")
+flags.DEFINE_string("output", None, "Report directory (default: WORKDIR/eval, or ./eval for the shipped model).")
 flags.DEFINE_integer("num_tunes", 200, "Tunes to sample when --samples is absent.")
 flags.DEFINE_float("temperature", 1.0, "Sampling temperature when --samples is absent.")
 flags.DEFINE_integer("seed", 0, "Sampling seed when --samples is absent.")
@@ -35,23 +37,23 @@ flags.DEFINE_integer("max_length", 1000, "Maximum tokens per sampled tune.")
 flags.DEFINE_integer("novelty_threshold", novelty_lib.DEFAULT_NOVELTY_THRESHOLD,
                      "Flag generated tunes sharing this many consecutive tokens with a training tune.")
 flags.DEFINE_bool("validation", True, "Compute the validation NLL of the checkpoint.")
-flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     del argv
-    config = checkpoints.load_config(FLAGS.workdir)
+    workdir = runs_lib.resolve(FLAGS.workdir)
+    config = checkpoints.load_config(workdir)
     data_path = FLAGS.data or config.data_path
     training = v2_format.read_v2_file(data_path)
-    report = {"data_path": data_path, "workdir": FLAGS.workdir}
+    report = {"data_path": data_path, "workdir": workdir}
     if FLAGS.validation:
-        report["validation"] = report_lib.validation_metrics(FLAGS.workdir, FLAGS.data)
+        report["validation"] = report_lib.validation_metrics(workdir, FLAGS.data)
         logging.info("validation: %s", report["validation"])
     if FLAGS.samples:
         generated = v2_format.read_tunes(FLAGS.samples)
         report["samples"] = FLAGS.samples
     else:
-        model, params, step = runs_lib.load_run(FLAGS.workdir)
+        model, params, step = runs_lib.load_run(workdir)
         result = sampler.sample_tunes(
             model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, (),
             FLAGS.temperature, FLAGS.max_length,
@@ -64,7 +66,7 @@ def main(argv):
     report["training"] = statistics_lib.corpus_statistics(training)
     report["generated"] = statistics_lib.corpus_statistics(generated)
     report["novelty"] = novelty_lib.novelty(generated, training, FLAGS.novelty_threshold)
-    paths = report_lib.write_report(report, FLAGS.output or f"{FLAGS.workdir}/eval")
+    paths = report_lib.write_report(report, FLAGS.output or (f"{FLAGS.workdir}/eval" if FLAGS.workdir else "eval"))
     logging.info("wrote %s and %s", paths["markdown"], paths["json"])
 
 

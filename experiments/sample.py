@@ -21,7 +21,9 @@ from folkrnn_jax.music import structure, tools, transpose
 from folkrnn_jax.training import runs
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
+flags.DEFINE_string(
+    "workdir", None, "Run directory or model folder (default: the shipped model, models/default)."
+)
 flags.DEFINE_integer("num_tunes", 10, "How many tunes to sample (in chunks of --chunk_size).")
 flags.DEFINE_float("temperature", 1.0, "Softmax temperature.")
 flags.DEFINE_integer("seed", 0, "RNG seed: the same seed gives the same tunes.")
@@ -51,7 +53,6 @@ flags.DEFINE_enum("format", "abc", ["abc", "midi", "svg"], "abc: one file; midi:
                   "engravings in a folder.")
 flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg) to write (default: "
                     "WORKDIR/samples.abc, WORKDIR/samples_midi, WORKDIR/samples_svg).")
-flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
@@ -95,7 +96,8 @@ def main(argv):
         )
     titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in many.indices]
     default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
-    output = FLAGS.output or os.path.join(FLAGS.workdir, default)
+    # The shipped model's folder is not a place for samples: they go to the current folder.
+    output = FLAGS.output or (os.path.join(FLAGS.workdir, default) if FLAGS.workdir else default)
     written = output_lib.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
     passing = sum(structure.is_valid_tune(t) for t in many.tunes)
     print(f"{passing} of {len(many.tunes)} tunes ({100.0 * passing / max(1, len(many.tunes)):.1f}%) "

@@ -18,12 +18,14 @@ from folkrnn_jax.errors import InputError
 from folkrnn_jax.training import runs as runs_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory holding config.json and checkpoints.")
+flags.DEFINE_string(
+    "workdir", None, "Run directory or model folder (default: the shipped model, models/default)."
+)
 flags.DEFINE_string("data", None, "v2-format file of tunes to score.")
 flags.DEFINE_string("output", None, "JSON-lines file to write.")
 flags.DEFINE_integer("batch_size", 64, "Tunes per forward pass.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-flags.mark_flags_as_required(["workdir", "data", "output"])
+flags.mark_flags_as_required(["data", "output"])
 
 
 def main(argv):
