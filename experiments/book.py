@@ -58,7 +58,7 @@ def main(argv):
         tune_settings = dataclasses.replace(settings, tune=i + 1)
         abc = engine.tune_abc(tokens, tune_settings, loaded.step)
         texts.append(engine.with_notes(abc, engine.notes_lines(loaded.name, loaded.step, tune_settings),
-                                       title=f"Tune {i + 1}"))
+                                       title=engine.describe_tune(tokens, settings.key)))
     subtitle = (f"{len(tunes)} tunes from folkrnn_jax ({loaded.description}), seed {FLAGS.seed}, "
                 f"temperature {FLAGS.temperature:g}")
     abc_path = os.path.splitext(FLAGS.output)[0] + ".abc"

@@ -769,3 +769,17 @@ def sample_collection(loaded: LoadedModel, settings: TuneSettings, num_tunes: in
 def write_text(path: str, text: str) -> str:
     """Write ``text`` to ``path`` atomically (the library's one atomic write)."""
     return files.atomic_write_text(path, text)
+
+
+# A tune's likely dance from its meter, as the session books' readers would name it.
+DANCES = {"M:4/4": "Reel", "M:6/8": "Jig", "M:3/4": "Waltz", "M:2/4": "Polka", "M:9/8": "Slip jig",
+          "M:12/8": "Slide", "M:3/2": "Hornpipe"}
+MODE_NAMES = {"K:Cmaj": "major", "K:Cmin": "minor", "K:Cdor": "dorian", "K:Cmix": "mixolydian"}
+
+
+def describe_tune(tokens: Sequence[str], key: str | None = None) -> str:
+    """A plain title from the tune's header: ``"Jig in D dorian"`` (meter and mode as sampled,
+    root ``key`` or C)."""
+    meter = next((t for t in tokens if t.startswith("M:")), "M:4/4")
+    mode = next((t for t in tokens if t.startswith("K:")), "K:Cmaj")
+    return f"{DANCES.get(meter, 'Tune')} in {key or 'C'} {MODE_NAMES.get(mode, '')}".strip()
