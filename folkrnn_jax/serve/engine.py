@@ -39,6 +39,7 @@ from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.generate import constraint, sampler
 from folkrnn_jax.generate import prefix as prefixes
+from folkrnn_jax.model import weights
 from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.music import abc_out, midi, structure, tools, transpose, vocab
 from folkrnn_jax.training import runs
@@ -214,8 +215,9 @@ def vocabulary() -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
     """A model on offer: its public ``name``, the module and parameters, the checkpoint step
-    (written into titles as the CLI does) and, for runs, the run directory (never sent to a
-    client; it lets the page show the equivalent command line)."""
+    (written into titles as the CLI does) and, for runs, the run directory (it lets the page
+    show the equivalent command line; None for the shipped model, which the CLI uses when given
+    no --workdir)."""
 
     name: str
     model: FolkRNN
@@ -225,25 +227,10 @@ class LoadedModel:
     description: str
 
 
-def default_model_dir(root: str | None = None) -> str:
-    """Where the shipped default model lives: ``models/default`` beside the package."""
-    root = root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(root, "models", "default")
-
-
-def _load_default(directory: str) -> LoadedModel:
-    # The shipped-model loader arrives with the model issue; imported here so that a checkout
-    # without it still serves run directories.
-    from folkrnn_jax.model.weights import load_model  # type: ignore[import-not-found]
-
-    model, params, config, info = load_model(directory)
-    step = int((info or {}).get("step", 0)) if isinstance(info, dict) else 0
-    return LoadedModel("default", model, params, step, None, "the shipped default model")
-
-
 def load_models(workdirs: Sequence[str] = (), default_dir: str | None = None) -> list[LoadedModel]:
-    """The shipped default model (when ``default_dir``/config.json exists) and one model per
-    run directory, named after the directory (``runs/tiny`` -> ``tiny``, ``tiny-2`` on a clash).
+    """The shipped default model (when ``default_dir``, by default ``models/default``, holds one)
+    and one model per run directory or model folder, named after the folder (``runs/tiny`` ->
+    ``tiny``, ``tiny-2`` on a clash).
 
     Args:
         workdirs: run directories (config.json and checkpoints).
@@ -256,9 +243,11 @@ def load_models(workdirs: Sequence[str] = (), default_dir: str | None = None) ->
         InputError: when there is no model at all, or a run directory cannot be read.
     """
     loaded: list[LoadedModel] = []
-    directory = default_dir or default_model_dir()
-    if os.path.exists(os.path.join(directory, "config.json")):
-        loaded.append(_load_default(directory))
+    directory = default_dir or weights.DEFAULT_MODEL_DIR
+    if weights.is_model_dir(directory):
+        # Loaded as experiments.sample loads it with no --workdir, so titles carry the same step.
+        model, params, step = runs.load_run(directory)
+        loaded.append(LoadedModel("default", model, params, int(step), None, f"the shipped default model (step {step})"))
     names = {m.name for m in loaded}
     for workdir in workdirs:
         if not os.path.exists(os.path.join(workdir, "config.json")):
@@ -585,11 +574,11 @@ def tune_abc(tokens: Sequence[str], settings: TuneSettings, step: int, title: st
                                title=title or cli_title(step, settings), key=settings.key)
 
 
-def cli_command(settings: TuneSettings, workdir: str | None) -> str | None:
-    """The ``experiments.sample`` command whose tune number ``settings.tune`` is this tune."""
-    if workdir is None:
-        return None
-    parts = ["python -m experiments.sample", f"--workdir={workdir}", f"--num_tunes={settings.tune}",
+def cli_command(settings: TuneSettings, workdir: str | None) -> str:
+    """The ``experiments.sample`` command whose tune number ``settings.tune`` is this tune
+    (``workdir`` None: the shipped model, the command's default)."""
+    parts = ["python -m experiments.sample"] + ([f"--workdir={workdir}"] if workdir else [])
+    parts += [f"--num_tunes={settings.tune}",
              f"--seed={settings.seed}", f"--temperature={settings.temperature!r}"]
     for name in ("meter", "mode", "key"):
         if getattr(settings, name):
