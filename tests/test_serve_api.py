@@ -6,15 +6,20 @@ bad requests get a 4xx naming the field and the server goes on serving; the tune
 a restart and typesets to a PDF.
 """
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import threading
+import time
 
+import httpx
 import jax
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from folkrnn_jax.generate import sampler
@@ -36,6 +41,31 @@ def client(loaded, tmp_path):
     app = create_app(loaded, ServerOptions(data_dir=str(tmp_path / "data"), slots=8))
     with TestClient(app) as client:
         yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(app):
+    """uvicorn on a free loopback port in a thread, for the length of the block."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if time.time() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def reference(run_model, settings: engine.TuneSettings):
@@ -267,3 +297,21 @@ def test_keep_bars():
     assert engine.keep_bars(ending, part="A")[-5:] == ["a", "b", "c'", "d'", "|"]
     with pytest.raises(engine.FieldError):
         engine.keep_bars(tokens, bars=40)
+
+
+def test_a_client_that_goes_away_stops_its_tune(loaded, tmp_path):
+    name = loaded[0].name
+    app = create_app(loaded, ServerOptions(data_dir=str(tmp_path / "data"), slots=4))
+    with serving(app) as url:
+        with httpx.Client(timeout=300) as client:
+            # A long unconstrained tune: read a few tokens, then hang up.
+            with client.stream("GET", url + "/api/stream", params=dict(model=name, seed=1, constrain=False)) as response:
+                for line in response.iter_lines():
+                    if line.startswith("event: token"):
+                        break
+            deadline = time.time() + 120
+            while client.get(url + "/api/status").json()[name]["running"] and time.time() < deadline:
+                time.sleep(0.2)
+            assert client.get(url + "/api/status").json()[name]["running"] == 0
+            # ... and the server goes on serving.
+            assert client.get(url + "/api/tune", params=dict(model=name, seed=2, max_length=MAX_LENGTH)).status_code == 200

@@ -8,8 +8,6 @@ Skipped, saying why, where Chromium or its driver is not installed (``.ci/run`` 
 import contextlib
 import os
 import shutil
-import socket
-import threading
 import time
 
 import httpx
@@ -17,6 +15,7 @@ import pytest
 
 from folkrnn_jax.serve import engine
 from folkrnn_jax.serve.app import ServerOptions, create_app
+from tests.test_serve_api import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -25,33 +24,6 @@ pytestmark = pytest.mark.skipif(
     reason="headless Chromium is not installed (apt-get install chromium chromium-driver; .ci/run does)",
 )
 MAX_LENGTH = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(app):
-    """uvicorn on a free loopback port in a thread, for the length of the block."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started:
-        if time.time() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @contextlib.contextmanager
@@ -102,6 +74,10 @@ def test_page_composes_the_apis_tune(server):
         api = httpx.get(url + "/api/tune", params=settings, timeout=300).json()
         assert page_abc == api["abc"]
         assert "K:D" in page_abc
+        # The player loaded the tune's notes from this server's sound font (no request leaves the machine).
+        wait_for(driver, "return window.composer.synthReady || window.composer.noAudio"
+                         " || !!document.getElementById('audio').dataset.error")
+        assert not driver.execute_script("return document.getElementById('audio').dataset.error || ''")
 
         # Compose from the form: a typed seed, locked, and a prefix.
         driver.get(url + "/")

@@ -217,6 +217,7 @@ const cursor = {
 
 function setUpPlayback() {
   if (!ABCJS.synth.supportsAudio()) {
+    composer.noAudio = true;
     $("audio").textContent = "This browser cannot play audio.";
     return;
   }
@@ -225,8 +226,10 @@ function setUpPlayback() {
     composer.synth.load("#audio", cursor, {displayLoop: true, displayRestart: true, displayPlay: true,
                                           displayProgress: true, displayWarp: true});
   }
+  composer.synthReady = false;
   composer.synth.setTune(composer.visual, false, {soundFontUrl: "/static/soundfont/", program: 0})
-    .catch((error) => { $("audio").dataset.error = String(error); });
+    .then(() => { composer.synthReady = true; })
+    .catch((error) => { $("audio").dataset.error = String(error && error.message || error); });
 }
 
 function stopPlayback() {
