@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from folkrnn_jax.generate import constraint, sampler
-from folkrnn_jax.music import structure, vocab
+from folkrnn_jax.music import rhythm, structure, vocab
 from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module
 
@@ -74,14 +74,14 @@ def test_ticks_divide_every_duration():
 def _broken_pairs_equal(tokens: list[str]) -> bool:
     """Whether each broken rhythm joins two notes with the same duration token ('c2>d2')."""
     for i, token in enumerate(tokens):
-        broken = structure.parse_broken(token)
+        broken = rhythm.parse_broken(token)
         if broken is None:
             continue
         d = broken[0]
-        first = structure.parse_duration(tokens[i - 1]) if d == 1 and structure.parse_duration(tokens[i - 1]) else d
-        j = next(j for j in range(i + 1, len(tokens)) if structure.is_note(tokens[j]))
+        first = rhythm.parse_duration(tokens[i - 1]) if d == 1 and rhythm.parse_duration(tokens[i - 1]) else d
+        j = next(j for j in range(i + 1, len(tokens)) if rhythm.is_note(tokens[j]))
         after = tokens[j + 1]
-        second = structure.parse_duration(after) or (structure.parse_broken(after) or (1, ""))[0]
+        second = rhythm.parse_duration(after) or (rhythm.parse_broken(after) or (1, ""))[0]
         if first != second:
             return False
     return True

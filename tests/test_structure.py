@@ -4,7 +4,7 @@ import os
 from fractions import Fraction
 
 from folkrnn_jax.data import v2_format
-from folkrnn_jax.music import structure
+from folkrnn_jax.music import rhythm, structure
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "data_v2_excerpt.txt")
 
@@ -27,6 +27,22 @@ def test_meter_bar_length():
     assert structure.meter_bar_length("M:4/4") == 8
     assert structure.meter_bar_length("M:3/2") == 12
     assert structure.meter_bar_length("M:9/8") == 9
+
+
+def test_note_events_read_chords_as_one_event():
+    tune = tok("M:4/4 K:Cmaj [ C 2 E ] 2 G | (3 [ C E ] D E z > [ C E 2 ] [ G ] 2")
+    events = rhythm.note_events(tune)
+    assert [(e.start, e.duration, e.pitches, e.bar, e.chord) for e in events] == [
+        (0, 2, ("C", "E"), 0, True),  # the 2 after ']' is the chord's length (abc2midi)
+        (2, 1, ("G",), 0, False),
+        (3, Fraction(2, 3), ("C", "E"), 1, True),  # a chord counts as one note of the tuplet
+        (Fraction(11, 3), Fraction(2, 3), ("D",), 1, False),
+        (Fraction(13, 3), Fraction(2, 3), ("E",), 1, False),
+        (5, Fraction(3, 2), (), 1, False),
+        (Fraction(13, 2), Fraction(1, 2), ("C", "E"), 1, True),  # a duration after the second note is ignored
+        (7, 2, ("G",), 1, True),
+    ]
+    assert structure.bar_durations(tune) == [3, 6]
 
 
 def test_bar_durations_semantics():

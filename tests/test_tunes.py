@@ -110,6 +110,42 @@ def test_mido_fallback_plays_the_notes_abc2midi_plays():
             assert all(abs(a[0] - b[0]) <= 12 and abs(a[2] - b[2]) <= 12 for a, b in zip(ours, theirs))
 
 
+CHORD_CASES = (  # v2 bodies; in ABC: [CE]2 G, [C2E] G, [CE2] G, [C2E]2 G, [C/2E] G, (3[CE]DE G ...
+    "[ C E ] 2 G",
+    "[ C 2 E ] G",
+    "[ C E 2 ] G",
+    "[ C 2 E ] 2 G",
+    "[ C /2 E ] G",
+    "[ C 3 E 2 ] G",
+    "[ C E G ] /2 A",
+    "(3 [ C E ] D E G",
+    "(3 [ C 2 E ] D E G",
+    "[ C E ] > G A",
+    "[ C E ] 2> G A",
+    "[ C E ] < G A",
+    "[ C 2 E ] 2> G A",
+    "(3 [ C 2 E ] 2 D E G",
+    "C > [ E 2 G ] 2 A",
+    "[ G ] 2 A",
+    "C 2> [ E G ] A",
+    "[ ^C E ] C [ C =E ] E | [ _B, D ] B,",
+)
+
+
+@needs_abc2midi
+@pytest.mark.parametrize("body", CHORD_CASES)
+def test_chords_play_as_abc2midi_plays(body):
+    # abc2midi: the chord lasts the length after ']', or else its first note's length; every
+    # note of it sounds that long, and the clock moves on by that length once.
+    tokens = ["<s>", "M:4/4", "K:Cmaj", *body.split(), "</s>"]
+    ours = midi_lib.midi_notes(midi_lib.tokens_to_midi(tokens))
+    theirs = midi_lib.midi_notes(tools_lib.abc_to_midi(abc_out.tokens_to_abc(tokens)))
+    assert [p for _, p, _ in ours] == [p for _, p, _ in theirs]
+    # abc2midi starts notes one tick late, staggers chord notes by ten ticks a note and
+    # shortens notes by a few ticks; a wrong reading is off by 120 ticks (1/16) or more.
+    assert all(abs(a[0] - b[0]) <= 24 and abs(a[2] - b[2]) <= 24 for a, b in zip(ours, theirs)), (ours, theirs)
+
+
 def test_write_tunes_midi_without_abc2midi(tmp_path, monkeypatch):
     monkeypatch.setattr(tools_lib, "have", lambda tool: False)
     tokens = "<s> M:4/4 K:Cmaj c 2 d e | f g a b |".split()

@@ -16,75 +16,35 @@ TICKS_PER_EIGHTH = 240  # abc2midi's resolution: 480 ticks per quarter note
 
 
 def tune_notes(tokens: Sequence[str], key: str | None = None) -> list[tuple[Fraction, int, Fraction]]:
-    """The notes of a v2 tune as ``(start, MIDI pitch, duration)`` in eighth notes, played
-    once through (repeats are not expanded), transposed to the root ``key`` (None: C).
-    Durations follow ``structure``'s reading of v2 tokens (duration tokens, broken rhythm,
-    tuplets, chords); accidentals hold to the end of the bar for that letter and octave."""
-    meter, mode, body = vocab.split_header(tokens)
-    mode = mode or "K:Cmaj"
+    """The notes of a v2 tune as abc2midi plays them, played once through (repeats are not
+    expanded).
+
+    Args:
+        tokens: a v2 token sequence.
+        key: the root to transpose to (None: C, as written).
+
+    Returns:
+        ``(start, MIDI pitch, duration)`` in eighths, one per sounding note, in order, with
+        times from ``rhythm.note_events`` (every note of a chord sounds for the chord's
+        length). Accidentals hold to the end of the bar for that letter and octave.
+    """
+    mode = vocab.split_header(tokens)[1] or "K:Cmaj"
     shift = transpose.parse_root(transpose.spell_root(key, mode))[1] if key else 0
-    signature = V2_SIGNATURES[mode]
-    bar: dict[int, int] = {}
-    notes: list[list] = []  # [start, pitch or None (rest), duration]
-    now = Fraction(0)
-    group: list[list] = []  # the last note, or the notes of the last chord
-    in_chord = False
-    next_factor = Fraction(1)  # from a broken rhythm: applies to the next note
-    tuplet: list = []  # [notes left, factor]
-
-    def advance():
-        nonlocal now
-        if group:
-            now = group[0][0] + group[0][2]
-
-    for token in body:
-        if token in vocab.BAR_TOKENS:
-            bar.clear()
-        elif token in vocab.MODE_TOKENS:
-            mode, signature = token, V2_SIGNATURES[token]
-        elif token == "[":
-            in_chord, group = True, []
-        elif token == "]":
-            in_chord = False
-            if tuplet:
-                tuplet[0] -= 1
-            advance()
-        elif rhythm.is_note(token):
-            factor = next_factor * (tuplet[1] if tuplet else 1)
-            next_factor = Fraction(1)
-            pitch = None
-            if token != "z":
-                accidental, letter, marks = NOTE.match(token).groups()
-                position = diatonic(letter, marks)
-                if accidental:
-                    bar[position] = ACCIDENTALS[accidental]
-                pitch = midi_pitch(position, bar.get(position, signature[LETTERS[position % 7]])) + shift
-            note = [now, pitch, factor]
-            notes.append(note)
-            if in_chord:
-                group.append(note)
-            else:
-                group = [note]
-                if tuplet:
-                    tuplet[0] -= 1
-                advance()
-            if tuplet and tuplet[0] <= 0:
-                tuplet = []
-        elif rhythm.parse_duration(token) is not None or rhythm.parse_broken(token) is not None:
-            broken = rhythm.parse_broken(token)
-            length = broken[0] if broken else rhythm.parse_duration(token)
-            if not group:
-                continue
-            if broken:
-                length *= rhythm.BROKEN_FACTORS[broken[1]][0]
-                next_factor = rhythm.BROKEN_FACTORS[broken[1]][1]
-            for note in group:
-                note[2] *= length
-            advance()
-        elif rhythm.tuplet_ratio(token, meter) is not None:
-            p, q = rhythm.tuplet_ratio(token, meter)
-            tuplet = [p, Fraction(q, p)]
-    return [(start, pitch, duration) for start, pitch, duration in notes if pitch is not None]
+    notes: list[tuple[Fraction, int, Fraction]] = []
+    bar: dict[int, int] = {}  # accidentals written in the current bar, by diatonic position
+    bar_number = 0
+    for event in rhythm.note_events(tokens):
+        if event.bar != bar_number:
+            bar, bar_number = {}, event.bar
+        signature = V2_SIGNATURES[event.mode or "K:Cmaj"]
+        for token in event.pitches:
+            accidental, letter, marks = NOTE.match(token).groups()
+            position = diatonic(letter, marks)
+            if accidental:
+                bar[position] = ACCIDENTALS[accidental]
+            pitch = midi_pitch(position, bar.get(position, signature[LETTERS[position % 7]])) + shift
+            notes.append((event.start, pitch, event.duration))
+    return notes
 
 
 def tokens_to_midi(tokens: Sequence[str], key: str | None = None, tempo_bpm: int = 120) -> bytes:

@@ -1,19 +1,9 @@
 """Structural checks of v2 token sequences: bar durations, repeats, endings, part structure.
 
-Token semantics (v2 tokens are ABC split into pieces, ``L:1/8``, so a bare note lasts 1):
-
-* a note (``C``, ``^f``, ``=B,``, ``c'``) or rest ``z`` lasts 1 unless a duration token follows
-  (``2``, ``/2``, ``3/2`` ... multiply the unit);
-* a broken-rhythm token is a duration with ``>`` or ``<`` attached: ``>`` (``c > d``) gives the
-  note before x3/2 and the note after x1/2, ``<`` the reverse; ``2>`` is *duration 2, then >*
-  (``c 2> e 2``: c lasts 3, e lasts 1) and ``/2<`` is *duration 1/2, then <*. This reading is
-  the one under which the v2 bars add up (``c 2> e 2 d B c 2`` is one 4/4 bar);
-* ``(p`` is a tuplet: the next p notes (rests and chords count as one) take the time of q,
-  with ABC's default q: 3 for (2 (4 (8, 2 for (3 (6, and for (5 (7 (9 3 in compound meters
-  (6/8, 9/8, 12/8) and 2 otherwise;
-* a chord ``[ ... ]`` counts once: its duration is the first note's duration, times a
-  duration token after ``]``;
-* ``M:`` tokens inside the body change the meter from there on; ``K:`` tokens are ignored.
+Durations are read by ``rhythm.read_tune`` (the module docstring there gives the token
+semantics: durations, broken rhythm, tuplets, chords); a bar lasts the sum of its notes',
+rests' and chords' durations. Under that reading the v2 bars add up (``c 2> e 2 d B c 2`` is
+one 4/4 bar).
 
 Repeats, as ``tune_problems`` checks them (ABC practice, checked against the v2 data):
 
@@ -39,16 +29,8 @@ import dataclasses
 from fractions import Fraction
 from typing import Sequence
 
-from folkrnn_jax.music import vocab
-from folkrnn_jax.music.rhythm import (
-    BROKEN_LONG,
-    BROKEN_SHORT,
-    is_note,
-    meter_bar_length,
-    parse_broken,
-    parse_duration,
-    tuplet_ratio,
-)
+from folkrnn_jax.music import rhythm, vocab
+from folkrnn_jax.music.rhythm import meter_bar_length
 
 BAR_TOKENS = frozenset(vocab.BAR_TOKENS)
 REPEAT_BOUNDARIES = frozenset(("|:", ":|", "|1", "|2"))
@@ -76,162 +58,36 @@ class _Parse:
 
 
 def _parse(tokens: Sequence[str]) -> _Parse:
-    """One pass over the body: bars with durations, plus token-level problems."""
-    meter, mode, body = vocab.split_header(tokens)
-    problems: list[str] = []
-    bars: list[Bar] = []
-    current_meter = meter
+    """Bars with their durations (from ``rhythm.read_tune``'s events), plus token-level problems.
+
+    Args:
+        tokens: a v2 token sequence.
+
+    Returns:
+        The non-empty stretches between bar lines as ``Bar``s (their tokens leave out bar lines,
+        ``M:``/``K:`` tokens and ``<s>``/``</s>``; a bar's meter is the one in force where it
+        closes), the reader's problems, the header and the body.
+    """
+    reading = rhythm.read_tune(tokens)
+    # Events know the stretch (count of bar lines before them) they lie in.
+    stretch_durations: dict[int, Fraction] = {}
+    for event in reading.events:
+        stretch_durations[event.bar] = stretch_durations.get(event.bar, Fraction(0)) + event.duration
+    found: list[Bar] = []
+    meter = reading.meter
     bar_tokens: list[str] = []
-    bar_start = 0
-    duration = Fraction(0)
-    opening: str | None = None
-
-    # State of the note being built.
-    last_note_duration: Fraction | None = None  # duration already added for the previous note
-    last_note_scale = Fraction(1)  # tuplet scale applied to that note
-    can_take_duration = False  # a duration token may follow (note, rest, or chord end)
-    pending_broken: str | None = None  # '>' or '<' waiting for the next note
-    tuplet_left = 0
-    tuplet_scale = Fraction(1)
-    in_chord = False
-    chord_first: Fraction | None = None
-    chord_has_note = False
-
-    def add_note(base: Fraction) -> None:
-        nonlocal duration, last_note_duration, last_note_scale, can_take_duration
-        nonlocal pending_broken, tuplet_left
-        scale = tuplet_scale if tuplet_left > 0 else Fraction(1)
-        if tuplet_left > 0:
-            tuplet_left -= 1
-        if pending_broken is not None:
-            factor = BROKEN_SHORT if pending_broken == ">" else BROKEN_LONG
-            pending_broken = None
-        else:
-            factor = Fraction(1)
-        value = base * scale * factor
-        duration += value
-        last_note_duration = value
-        last_note_scale = scale * factor
-        can_take_duration = True
-
-    def close_bar(closing: str | None, position: int) -> None:
-        nonlocal bar_tokens, duration, opening, bar_start
-        if bar_tokens:
-            bars.append(Bar(bar_tokens, duration, opening, closing, current_meter, bar_start))
-        bar_tokens = []
-        duration = Fraction(0)
-        opening = closing
-        bar_start = position + 1
-
-    for position, token in enumerate(body):
-        if token in BAR_TOKENS:
-            if in_chord:
-                problems.append(f"bar line {token!r} inside a chord (token {position + 1})")
-                in_chord = False
-            if pending_broken is not None:
-                problems.append(f"broken rhythm before bar line {token!r} has no note after it")
-                pending_broken = None
-            close_bar(token, position)
-            can_take_duration = False
-            continue
-        if token.startswith("M:"):
-            current_meter = token
-            can_take_duration = False
-            continue
-        if token.startswith("K:"):
-            can_take_duration = False
-            continue
-        if token in (vocab.START, vocab.END):
-            continue
-        bar_tokens.append(token)
-        if token == "[":
-            if in_chord:
-                problems.append(f"'[' inside a chord (token {position + 1})")
-            in_chord = True
-            chord_first = None
-            chord_has_note = False
-            can_take_duration = False
-            continue
-        if token == "]":
-            if not in_chord:
-                problems.append(f"']' without '[' (token {position + 1})")
-                can_take_duration = False
-                continue
-            in_chord = False
-            if not chord_has_note:
-                problems.append(f"empty chord (token {position + 1})")
-                can_take_duration = False
-                continue
-            add_note(chord_first if chord_first is not None else Fraction(1))
-            continue
-        if in_chord:
-            if vocab.is_pitch(token):
-                if chord_first is None:
-                    chord_first = Fraction(1)
-                    chord_has_note = True
-                    first_pending = True
-                else:
-                    first_pending = False
-                continue
-            d = parse_duration(token)
-            if d is not None:
-                if chord_has_note and first_pending and chord_first == 1:
-                    chord_first = d
-                first_pending = False
-                continue
-            problems.append(f"{token!r} inside a chord (token {position + 1})")
-            continue
-        if is_note(token):
-            add_note(Fraction(1))
-            continue
-        d = parse_duration(token)
-        if d is not None:
-            if not can_take_duration or last_note_duration is None:
-                problems.append(f"duration {token!r} with no note before it (token {position + 1})")
-                continue
-            duration += last_note_duration * (d - 1)
-            last_note_duration *= d
-            can_take_duration = False
-            continue
-        broken = parse_broken(token)
-        if broken is not None:
-            d, direction = broken
-            # '>' may follow a note or a note's duration; '2>' (a duration with the broken
-            # sign attached) must follow the note itself.
-            previous = body[position - 1] if position > 0 else None
-            after_note = can_take_duration
-            after_duration = previous is not None and parse_duration(previous) is not None and d == 1
-            if last_note_duration is None or not (after_note or after_duration):
-                problems.append(f"broken rhythm {token!r} with no note before it (token {position + 1})")
-                continue
-            base = last_note_duration * d
-            factor = BROKEN_LONG if direction == ">" else BROKEN_SHORT
-            duration += base * factor - last_note_duration
-            last_note_duration = base * factor
-            pending_broken = direction
-            can_take_duration = False
-            continue
-        ratio = tuplet_ratio(token, current_meter)
-        if ratio is not None:
-            p, q = ratio
-            if tuplet_left > 0:
-                problems.append(f"tuplet {token!r} inside another tuplet (token {position + 1})")
-            following = body[position + 1] if position + 1 < len(body) else None
-            if following is None or not (is_note(following) or following == "["):
-                problems.append(f"tuplet {token!r} with no note to apply to (token {position + 1})")
-            tuplet_left = p
-            tuplet_scale = Fraction(q, p)
-            can_take_duration = False
-            continue
-        problems.append(f"unexpected token {token!r} (token {position + 1})")
-    if in_chord:
-        problems.append("'[' never closed by ']'")
-    if pending_broken is not None:
-        problems.append("broken rhythm at the end of the tune has no note after it")
-    if tuplet_left > 0:
-        problems.append(f"tuplet at the end of the tune is {tuplet_left} note(s) short")
-    close_bar(None, len(body))
-    return _Parse(bars, problems, meter, mode, body)
+    bar_start, opening, stretch = 0, None, 0
+    for position, token in enumerate([*reading.body, None]):
+        if token is None or token in BAR_TOKENS:
+            if bar_tokens:
+                duration = stretch_durations.get(stretch, Fraction(0))
+                found.append(Bar(bar_tokens, duration, opening, token, meter, bar_start))
+            bar_tokens, opening, bar_start, stretch = [], token, position + 1, stretch + 1
+        elif token.startswith("M:"):
+            meter = token
+        elif not token.startswith("K:") and token not in (vocab.START, vocab.END):
+            bar_tokens.append(token)
+    return _Parse(found, reading.problems, reading.meter, reading.mode, reading.body)
 
 
 def bars(tokens: Sequence[str]) -> list[Bar]:
