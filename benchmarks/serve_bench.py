@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
@@ -98,7 +99,7 @@ def main(argv):
     port = _free_port()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     command = [sys.executable, "-m", "experiments.serve", f"--host={HOST}", f"--port={port}",
-               f"--slots={FLAGS.slots}", f"--data_dir={os.path.join(root, '.serve_bench_data')}",
+               f"--slots={FLAGS.slots}", f"--data_dir={tempfile.mkdtemp(prefix='serve_bench_')}",
                f"--max_length={FLAGS.max_length}"]
     if FLAGS.workdir:
         command.append(f"--workdir={FLAGS.workdir}")
