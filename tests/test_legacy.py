@@ -282,3 +282,121 @@ def test_bad_files_give_clear_errors(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="nowhere.pkl"):
         legacy.load_folkrnn_pickle(str(tmp_path / "nowhere.pkl"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Crafted pickles (issue 13): each attack kept as a test
+
+
+class _Reduce:
+    """Pickles as ``func(*args)`` followed by BUILD with ``state`` (when given)."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _forged_array():
+    """An 8-byte array whose dtype state names an object field while its flags say "no
+    objects": numpy would read the 8 data bytes as a pointer."""
+    from numpy._core import multiarray
+
+    forged = _Reduce(np.dtype, ("f8", False, True),
+                     (3, "<", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0))
+    return _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                   (1, (1,), forged, False, b"\x41" * 8))
+
+
+def test_forged_dtype_is_refused(tmp_path):
+    obj = make_original(hidden=4)
+    obj["losses_train"] = [_forged_array()]
+    path = write(tmp_path / "forged.pkl", obj)
+    with pytest.raises(legacy.UnsafePickleError, match="dtype") as info:
+        legacy.load_folkrnn_pickle(path)
+    assert str(info.value).startswith(path) and "\n" not in str(info.value)
+    # Object dtypes are refused outright, and so is calling numpy.ndarray for an allocation.
+    obj["losses_train"] = [np.array([None, 1], dtype=object)]
+    with pytest.raises(legacy.UnsafePickleError, match="object"):
+        legacy.load_folkrnn_pickle(write(tmp_path / "object.pkl", obj))
+    obj["losses_train"] = [_Reduce(np.ndarray, ((10**6, 10**6),))]
+    with pytest.raises(legacy.LegacyFormatError):
+        legacy.load_folkrnn_pickle(write(tmp_path / "alloc.pkl", obj))
+
+
+def test_memo_bomb_and_deep_nesting_are_refused_quickly(tmp_path):
+    import time
+
+    bomb = ["x" * 100]
+    for _ in range(40):
+        bomb = [bomb, bomb]  # shared: ~1 KB of pickle, 2**40 strings when printed
+    obj = make_original(hidden=4)
+    obj["configuration"] = bomb
+    path = write(tmp_path / "bomb.pkl", obj)
+    plain = write(tmp_path / "plain.pkl", make_original(hidden=4))
+    assert os.path.getsize(path) - os.path.getsize(plain) < 2_000
+    start = time.perf_counter()
+    with pytest.raises(legacy.LegacyFormatError, match="configuration is too large"):
+        legacy.load_folkrnn_pickle(path)
+    assert time.perf_counter() - start < 5
+    deep = []
+    for _ in range(100):  # the pickler itself recurses, so not much deeper
+        deep = [deep]
+    obj["configuration"] = deep
+    with pytest.raises(legacy.LegacyFormatError, match="too deeply nested"):
+        legacy.load_folkrnn_pickle(write(tmp_path / "deep.pkl", obj))
+
+
+def test_memo_bomb_import_is_one_line(tmp_path):
+    bomb = ["x" * 100]
+    for _ in range(40):
+        bomb = [bomb, bomb]
+    obj = make_original(hidden=4)
+    obj["configuration"] = bomb
+    path = write(tmp_path / "bomb.pkl", obj)
+    proc = run_module("experiments.import_folkrnn", f"--pickle={path}",
+                      f"--workdir={tmp_path / 'run'}", timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "too large" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("iters_since_start", "12", "iters_since_start"),
+    ("iters_since_start", 1.5, "iters_since_start"),
+    ("iters_since_start", -4, "iters_since_start"),
+    ("iters_since_start", 10**40, "iters_since_start"),
+    ("epoch_since_start", float("nan"), "epoch_since_start"),
+    ("learning_rate", [1], "learning_rate"),
+])
+def test_odd_metadata_is_refused(tmp_path, key, value, fragment):
+    obj = make_original(hidden=4)
+    obj[key] = value
+    _expect_error(write(tmp_path / "odd.pkl", obj), fragment)
+
+
+def test_bad_weights_and_indices_are_refused(tmp_path):
+    nan = make_original(hidden=4)
+    nan["param_values"][5][0] = np.nan
+    _expect_error(write(tmp_path / "nan.pkl", nan), "param_values[5]", "NaN or infinite")
+    inf = make_original(hidden=4)
+    inf["param_values"][-1][3] = np.inf
+    _expect_error(write(tmp_path / "inf.pkl", inf), "output b", "NaN or infinite")
+    for dtype in (np.float16, np.complex64, np.bool_, np.int32):
+        odd = make_original(hidden=4)
+        odd["param_values"][2] = odd["param_values"][2].astype(dtype)
+        _expect_error(write(tmp_path / "dtype.pkl", odd), "param_values[2]", "float32 or float64")
+    for index in (3.0, 3.5, True, "3", None):
+        frac = make_original(hidden=4)
+        frac["token2idx"]["d'"] = index
+        _expect_error(write(tmp_path / "index.pkl", frac), "token2idx", "not a whole number")
+    frac = make_original(hidden=4)
+    frac["token2idx"][("a",) * 3] = 1
+    _expect_error(write(tmp_path / "key.pkl", frac), "token strings")
+    # float64 weights (Theano with floatX=float64) still load.
+    wide = make_original(hidden=4)
+    wide["param_values"] = [a.astype(np.float64) for a in wide["param_values"]]
+    assert legacy.load_folkrnn_pickle(write(tmp_path / "f64.pkl", wide)).hidden_size == 4

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import pickle
 import struct
@@ -54,17 +55,93 @@ class UnsafePickleError(LegacyFormatError):
 # Restricted unpickling
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
+def _multiarray() -> Any:
     try:
         from numpy._core import multiarray  # numpy >= 2 moved it; the name depends on the version
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray  # numpy 1.x
-    allowed = {}
+    return multiarray
+
+
+_MULTIARRAY = _multiarray()
+# Plain numbers only: an object, void, string or datetime dtype lets raw bytes from the file be
+# read as pointers or structured fields.
+_NUMERIC_KINDS = "biufc"
+_MAX_NDIM = 8
+
+
+class _NdarrayMarker:
+    """Stands for ``numpy.ndarray`` in the pickle: only ``_reconstruct`` may use it (calling
+    ``numpy.ndarray`` itself would allocate any shape the file asks for)."""
+
+
+_NDARRAY = _NdarrayMarker()
+
+
+class _DtypeSpec:
+    """A dtype the pickle asks for, held until its state is checked.
+
+    A real ``numpy.dtype`` here would let BUILD run ``dtype.__setstate__`` with the file's
+    fields and flags (an object field without the object flag, read later as a pointer)."""
+
+    def __init__(self, name: Any, align: Any = False, copy: Any = False):
+        if not isinstance(name, str) or len(name) > 8:
+            raise UnsafePickleError(f"refusing a dtype named {str(name)[:40]!r}")
+        try:
+            base = np.dtype(name)
+        except TypeError:
+            raise UnsafePickleError(f"refusing the unknown dtype {name!r}") from None
+        if base.kind not in _NUMERIC_KINDS or base.fields is not None or base.subdtype is not None:
+            raise UnsafePickleError(f"refusing the dtype {name!r}: only plain numbers are read")
+        self.base = base
+        self.dtype = base
+
+    def set_state(self, state: Any) -> None:
+        """Checks BUILD's state against a fresh dtype's and applies only its byte order."""
+        fresh = self.base.__reduce__()[2]  # (3, endian, subarray, names, fields, elsize, alignment, flags)
+        if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4):
+            raise UnsafePickleError("refusing a dtype state that is not numpy's version 3 or 4")
+        endian = state[1]
+        if endian not in ("<", ">", "|", "="):
+            raise UnsafePickleError(f"refusing the dtype byte order {str(endian)[:10]!r}")
+        if tuple(state[2:8]) != tuple(fresh[2:8]) or (len(state) == 9 and state[8] is not None):
+            raise UnsafePickleError(
+                f"refusing a {self.base.name} dtype whose state sets fields, sizes or flags "
+                "that a plain dtype does not have"
+            )
+        self.dtype = self.base if endian in ("|", "=") else self.base.newbyteorder(endian)
+
+
+def _dtype_spec(name: Any, align: Any = False, copy: Any = False) -> _DtypeSpec:
+    return _DtypeSpec(name, align, copy)
+
+
+def _resolve_dtype(spec: Any) -> np.dtype:
+    if not isinstance(spec, _DtypeSpec):
+        raise UnsafePickleError(f"refusing an array or scalar whose dtype is a {type(spec).__name__}")
+    return spec.dtype
+
+
+def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> np.ndarray:
+    if subtype is not _NDARRAY:
+        raise UnsafePickleError(f"refusing _reconstruct of a {type(subtype).__name__}")
+    return _MULTIARRAY._reconstruct(np.ndarray, (0,), b"b")  # its state comes by BUILD, checked
+
+
+def _scalar(spec: Any, data: Any = None) -> Any:
+    dtype = _resolve_dtype(spec)
+    if not isinstance(data, (bytes, str)) or len(data) != dtype.itemsize:
+        raise UnsafePickleError(f"refusing a {dtype.name} scalar whose data is not {dtype.itemsize} bytes")
+    return _MULTIARRAY.scalar(dtype, data)
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    allowed: dict[tuple[str, str], Any] = {}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
+        allowed[(module, "_reconstruct")] = _reconstruct
+        allowed[(module, "scalar")] = _scalar
+    allowed[("numpy", "ndarray")] = _NDARRAY
+    allowed[("numpy", "dtype")] = _dtype_spec
     # Python 3 writes bytes in protocol 2 as _codecs.encode(text, 'latin1'): allow that one
     # encoding only, through a wrapper (a codec name can import modules).
     allowed[("_codecs", "encode")] = _latin1_encode
@@ -80,13 +157,37 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 _ALLOWED_GLOBALS = _numpy_globals()
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only numpy's array/dtype/scalar reconstructors (and latin-1 bytes); plain
-    containers and numbers need no globals. Anything else (``os.system``, ``builtins.eval``, ...) is refused."""
+def _array_state(state: Any) -> tuple:
+    """ndarray's BUILD state with the dtype checked and resolved (numpy checks the rest:
+    the data's length against shape and itemsize)."""
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise UnsafePickleError("refusing an array state that is not numpy's (version, shape, dtype, order, data)")
+    version, shape, spec, is_fortran, data = state if len(state) == 5 else (1, *state)
+    dtype = _resolve_dtype(spec)
+    if (not isinstance(shape, tuple) or len(shape) > _MAX_NDIM
+            or not all(type(d) is int and d >= 0 for d in shape)):
+        raise UnsafePickleError(f"refusing an array of shape {str(shape)[:60]}")
+    if not isinstance(data, (bytes, str)) or not isinstance(is_fortran, (bool, int)):
+        raise UnsafePickleError("refusing an array whose data is not a byte string")
+    if len(data) != int(np.prod(shape, dtype=np.float64)) * dtype.itemsize:
+        raise UnsafePickleError(
+            f"refusing an array of shape {shape} with {len(data)} bytes of {dtype.name} data"
+        )
+    return (version, shape, dtype, bool(is_fortran), data)
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Resolves only numpy's array/dtype/scalar reconstructors, through checking wrappers
+    (and latin-1 bytes); plain containers and numbers need no globals. Anything else
+    (``os.system``, ``builtins.eval``, ...) is refused. The pure-Python unpickler, so that
+    BUILD can be checked: only arrays and dtypes take a state, and only after its check."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, path: str):
         super().__init__(file, encoding="latin1")
         self._path = path
+        self._built: set[int] = set()
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -98,22 +199,96 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "strings, lists, tuples and dicts are accepted; nothing was executed)"
             ) from None
 
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, _DtypeSpec):
+            inst.set_state(state)
+        elif type(inst) is np.ndarray and id(inst) not in self._built:
+            inst.__setstate__(_array_state(state))
+            self._built.add(id(inst))
+        else:
+            raise UnsafePickleError(f"refusing to set the state of a {type(inst).__name__}")
+
+    dispatch[pickle.BUILD[0]] = load_build
+
 
 def _read_pickle(path: str) -> Any:
     if not os.path.exists(path):
         raise MissingFileError(f"folk-rnn checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise LegacyFormatError(f"{path}: is a directory, not a folk-rnn pickle")
     with open(path, "rb") as f:
         raw = f.read()
     try:
         return _RestrictedUnpickler(io.BytesIO(raw), path).load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as error:
+        message = str(error)
+        if not message.startswith(path):
+            message = f"{path}: {message} (nothing was executed)"
+        raise UnsafePickleError(message) from None
     except EOFError:
         raise LegacyFormatError(f"{path}: truncated or empty pickle ({len(raw)} bytes)") from None
-    except Exception as error:  # malformed opcodes, bad array state, ...
+    except Exception as error:  # malformed opcodes, bad array state, RecursionError, ...
         raise LegacyFormatError(
-            f"{path}: not a readable folk-rnn pickle ({type(error).__name__}: {error})"
+            f"{path}: not a readable folk-rnn pickle ({type(error).__name__}: {str(error)[:200]})"
         ) from None
+
+
+# Bounds on the metadata (configuration, losses, ...) checked before anything formats it:
+# a few shared lists nested in each other print as gigabytes.
+_MAX_METADATA_ITEMS = 2_000_000
+_MAX_METADATA_DEPTH = 20
+_MAX_METADATA_CHARS = 10_000_000
+_PLAIN_SCALARS = (str, bytes, int, float, bool, type(None), np.generic)
+
+
+def _check_metadata(path: str, obj: Mapping) -> None:
+    """Walks every metadata value without recursion, counting shared values each time they
+    are reached, and refuses anything too big, too deep or not plain data."""
+    stack: list[tuple[str, Any, int]] = [(k, obj[k], 0) for k in METADATA_KEYS]
+    items = chars = 0
+    while stack:
+        where, value, depth = stack.pop()
+        items += 1
+        if items > _MAX_METADATA_ITEMS or depth > _MAX_METADATA_DEPTH:
+            raise LegacyFormatError(
+                f"{path}: metadata {where} is too large or too deeply nested to be a folk-rnn "
+                f"checkpoint's (more than {_MAX_METADATA_ITEMS} items or {_MAX_METADATA_DEPTH} levels)"
+            )
+        if isinstance(value, (str, bytes)):
+            chars += len(value)
+            if chars > _MAX_METADATA_CHARS:
+                raise LegacyFormatError(f"{path}: metadata {where} holds more than {_MAX_METADATA_CHARS} characters")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, (str, int)):
+                    raise LegacyFormatError(f"{path}: metadata {where} has a {type(key).__name__} key")
+                stack.append((where, key, depth + 1))
+                stack.append((where, item, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((where, item, depth + 1) for item in value)
+        elif isinstance(value, np.ndarray):
+            if value.dtype.kind not in _NUMERIC_KINDS:
+                raise LegacyFormatError(f"{path}: metadata {where} holds a {value.dtype} array")
+            items += value.size
+        elif not isinstance(value, _PLAIN_SCALARS):
+            raise LegacyFormatError(f"{path}: metadata {where} holds a {type(value).__name__}, not plain data")
+
+    def count(key: str, integral: bool) -> None:
+        value = obj[key]
+        if value is None:
+            return
+        ok = isinstance(value, (int, np.integer)) if integral else isinstance(value, (int, float, np.integer, np.floating))
+        if isinstance(value, (bool, np.bool_)) or not ok or not math.isfinite(value) or not 0 <= value < 2**31:
+            raise LegacyFormatError(
+                f"{path}: {key} is {str(value)[:40]!r}; expected a "
+                f"{'whole' if integral else 'finite'} number from 0 to 2**31"
+            )
+
+    count("iters_since_start", integral=True)
+    count("epoch_since_start", integral=False)
+    count("learning_rate", integral=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,13 +319,37 @@ def _check_array(path: str, index: int, what: str, value: Any, shape: tuple) -> 
         raise LegacyFormatError(
             f"{path}: param_values[{index}] ({what}) has shape {value.shape}, expected {shape}"
         )
+    _check_weights(path, index, what, value)
     return value
+
+
+def _check_weights(path: str, index: int, what: str, value: np.ndarray) -> None:
+    # float16 would lose the trained values, complex and bool are not weights, and a NaN or
+    # inf weight samples one token forever.
+    if value.dtype.kind != "f" or value.dtype.itemsize not in (4, 8) or value.dtype.fields is not None:
+        raise LegacyFormatError(
+            f"{path}: param_values[{index}] ({what}) is {value.dtype}, expected float32 or float64"
+        )
+    bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+    if bad:
+        raise LegacyFormatError(
+            f"{path}: param_values[{index}] ({what}) holds {bad} NaN or infinite value(s)"
+        )
 
 
 def _token_permutation(path: str, token2idx: Any, vocab_size: int) -> np.ndarray:
     """``perm[our_id] = file_index``."""
     if not isinstance(token2idx, Mapping):
         raise LegacyFormatError(f"{path}: token2idx is a {type(token2idx).__name__}, not a dict")
+    if len(token2idx) > 10 * vocab.VOCAB_SIZE or not all(isinstance(t, str) for t in token2idx):
+        raise LegacyFormatError(
+            f"{path}: token2idx must map at most {10 * vocab.VOCAB_SIZE} token strings to indices"
+        )
+    for token, index in token2idx.items():
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise LegacyFormatError(
+                f"{path}: token2idx[{token[:20]!r}] is {str(index)[:40]!r}, not a whole number"
+            )
     unknown = sorted(str(t) for t in token2idx if t not in vocab.TOKEN_TO_ID)
     if unknown:
         raise LegacyFormatError(
@@ -163,12 +362,12 @@ def _token_permutation(path: str, token2idx: Any, vocab_size: int) -> np.ndarray
             f"{path}: token2idx lacks {len(missing)} v2 token(s): "
             f"{' '.join(repr(t) for t in missing[:10])}"
         )
-    perm = np.asarray([int(token2idx[t]) for t in vocab.TOKENS])
-    if sorted(perm.tolist()) != list(range(vocab_size)) or vocab_size != vocab.VOCAB_SIZE:
+    indices = [int(token2idx[t]) for t in vocab.TOKENS]
+    if sorted(indices) != list(range(vocab_size)) or vocab_size != vocab.VOCAB_SIZE:
         raise LegacyFormatError(
             f"{path}: token2idx indices are not a permutation of 0..{vocab_size - 1}"
         )
-    return perm
+    return np.asarray(indices)
 
 
 def load_folkrnn_pickle(path: str) -> LegacyCheckpoint:
@@ -179,6 +378,9 @@ def load_folkrnn_pickle(path: str) -> LegacyCheckpoint:
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
         raise LegacyFormatError(f"{path}: missing key(s) {', '.join(missing)}")
+    if not all(isinstance(k, str) for k in obj) or len(obj) > 100:
+        raise LegacyFormatError(f"{path}: the top-level dict's keys are not the checkpoint's names")
+    _check_metadata(path, obj)
     values = obj["param_values"]
     if not isinstance(values, (list, tuple)):
         raise LegacyFormatError(f"{path}: param_values is a {type(values).__name__}, not a list")
@@ -192,11 +394,11 @@ def load_folkrnn_pickle(path: str) -> LegacyCheckpoint:
     if not isinstance(embedding, np.ndarray) or embedding.ndim != 2:
         raise LegacyFormatError(f"{path}: param_values[0] (embedding) is not a 2-D array")
     vocab_size = embedding.shape[0]
-    _check_array(path, 0, "embedding", embedding, (vocab_size, vocab_size))
     if vocab_size != vocab.VOCAB_SIZE:
         raise LegacyFormatError(
             f"{path}: vocabulary of {vocab_size} tokens, expected {vocab.VOCAB_SIZE}"
         )
+    _check_array(path, 0, "embedding", embedding, (vocab_size, vocab_size))
     hidden = values[2].shape[0] if isinstance(values[2], np.ndarray) and values[2].ndim == 2 else None
     if hidden is None:
         raise LegacyFormatError(f"{path}: param_values[2] (W_hid_to_ingate) is not a 2-D array")
