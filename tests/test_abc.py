@@ -260,3 +260,93 @@ def test_abctools_missing_tool_is_a_clear_error(monkeypatch):
         tools_lib.abc_to_midi(SIMPLE)
     with pytest.raises(tools_lib.ToolMissingError, match="abcm2ps"):
         tools_lib.render_svg(SIMPLE, "/tmp")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile input (issue 13): no exception escapes the converter; lexing is linear
+
+
+@pytest.mark.parametrize("body", [
+    "A/0 B", "z/0 B", "[CE]/0 B", "A" + "9" * 5000 + " B", "A/" + "7" * 5000 + " B",
+    "(" + "3" * 5000 + "ABC", "A[\u00b2B|", "A\u00b2 B", "A" + "/" * 5000 + " B",
+])
+def test_hostile_bodies_are_left_out(body):
+    result = abc_in.convert_tune(tune(body), "hostile.abc tune 1")
+    assert not result.ok and result.reason and result.where == "hostile.abc tune 1"
+
+
+def test_hostile_unit_is_left_out():
+    result = abc_in.convert_tune(tune("A B", unit="1/" + "8" * 5000))
+    assert not result.ok and result.reason == abc_in.R_UNIT
+
+
+def test_unforeseen_error_is_left_out_with_its_name(monkeypatch):
+    def broken(self, symbol, what):
+        raise IndexError("reader gap")
+
+    monkeypatch.setattr(abc_in._Converter, "broken", broken)
+    result = abc_in.convert_tune(tune("A>B"), "f.abc tune 7")
+    assert not result.ok and result.reason == abc_in.R_UNREADABLE
+    assert "IndexError: reader gap" in result.detail and "f.abc tune 7" in result.detail
+
+
+def test_one_bad_two_good_tunes_convert_the_two(tmp_path):
+    path = tmp_path / "three.abc"
+    path.write_text(
+        tune("A B c d|", extra="") + "\n" + tune("A/0 B|").replace("X:1", "X:2") + "\n"
+        + tune("d c B A|").replace("X:1", "X:3") + "\n"
+    )
+    built = corpus.build_corpus([str(path)])
+    assert len(built.kept) == 2 and built.report["tunes_read"] == 3
+    assert built.report["left_out_total"] == 1 and "zero length" in repr(built.report)
+
+
+def test_long_single_line_converts_in_linear_time():
+    import time
+
+    bar = "|: ABcd efga || gfed cBAG :| "  # double bars and repeats: repeat_follows's case too
+    body = bar * (640_000 // len(bar))
+    assert len(body) >= 630_000
+    # CPU time of this process: the wall clock also counts whatever else shares the cores.
+    start = time.process_time()
+    result = abc_in.convert_tune(tune(body))
+    elapsed = time.process_time() - start
+    assert result.reason is None or result.reason != abc_in.R_UNREADABLE
+    assert elapsed < 10, elapsed
+
+
+def _real_tunes() -> list[str]:
+    return [item.text for item in corpus.read_source(RAW)][:40]
+
+
+try:
+    import hypothesis
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in requirements.txt
+    hypothesis = None
+
+if hypothesis is not None:
+    _MUTATION_ALPHABET = st.sampled_from(
+        list("ABCDEFGabcdefgzxZ^_=,'/0123456789()[]{}|:<>-\"!+&.~ \n%\\") + ["\u00b2", "\u00e9", "L:", "K:", "M:"]
+    )
+
+    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(data=st.data())
+    def test_mutated_real_tunes_never_raise(data):
+        tunes = _real_tunes()
+        text = tunes[data.draw(st.integers(0, len(tunes) - 1))]
+        for _ in range(data.draw(st.integers(1, 6))):
+            position = data.draw(st.integers(0, len(text)))
+            action = data.draw(st.sampled_from(["insert", "delete", "replace", "digits"]))
+            piece = data.draw(st.lists(_MUTATION_ALPHABET, min_size=1, max_size=4).map("".join))
+            if action == "insert":
+                text = text[:position] + piece + text[position:]
+            elif action == "delete":
+                text = text[:position] + text[position + len(piece):]
+            elif action == "replace":
+                text = text[:position] + piece + text[position + len(piece):]
+            else:
+                text = text[:position] + "9" * data.draw(st.integers(1, 5000)) + text[position:]
+        result = abc_in.convert_tune(text, "mutated")
+        assert result.reason != abc_in.R_UNREADABLE, result.detail

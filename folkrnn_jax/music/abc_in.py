@@ -94,6 +94,9 @@ R_NO_KEY = "no K: field"
 R_NO_BODY = "no music"
 
 
+R_UNREADABLE = "unreadable (the reader failed on it)"
+
+
 R_MODE = "mode not in v2 (phrygian, lydian, locrian, none...)"
 
 
@@ -228,7 +231,7 @@ def parse_meter(value: str) -> tuple[str, Fraction]:
 
 
 def parse_unit(value: str) -> Fraction:
-    match = re.match(r"^\s*(\d+)\s*/\s*(\d+)\s*$", value)
+    match = re.match(r"^\s*(\d{1,6})\s*/\s*(\d{1,6})\s*$", value)
     if not match or int(match.group(1)) == 0 or int(match.group(2)) == 0:
         raise LeftOut(R_UNIT, f"L:{value.strip()}")
     return Fraction(int(match.group(1)), int(match.group(2)))
@@ -331,7 +334,7 @@ class Event:
     length: Fraction | None = None
 
 
-LENGTH = re.compile(r"(\d*)(/*)(\d*)")
+LENGTH = re.compile(r"(\d*)(/*)(\d*)", re.ASCII)
 
 
 # ``~ . H L M O P S T u v`` are ABC's predefined decorations; the other letters H-W and h-w
@@ -342,9 +345,27 @@ DECORATION_CHARS = set("~.HIJKLMNOPQRSTUVWhijklmnopqrstuvw")
 SKIP_CHARS = set(" \t\\`y$)-")
 
 
+# Longer numbers are no note length, tuplet or unit a tune uses (and Python refuses to
+# convert strings of more than 4300 digits).
+MAX_DIGITS = 6
+
+
+def _number(digits: str, what: str) -> int:
+    if len(digits) > MAX_DIGITS:
+        raise LeftOut(R_SYNTAX, f"{what} with a {len(digits)}-digit number {digits[:12]!r}...")
+    return int(digits)
+
+
 def parse_length(text: str, position: int) -> tuple[Fraction, int]:
     match = LENGTH.match(text, position)
     numerator, slashes, denominator = match.groups()
+    where = f"length {match.group(0)[:20]!r}"
+    if len(slashes) > 64:
+        raise LeftOut(R_SYNTAX, f"length with {len(slashes)} slashes")
+    if denominator and _number(denominator, where) == 0:
+        raise LeftOut(R_SYNTAX, f"zero length {match.group(0)[:20]!r}")
+    if numerator:
+        _number(numerator, where)
     value = Fraction(int(numerator) if numerator else 1)
     if slashes:
         if denominator:
@@ -359,6 +380,15 @@ def parse_length(text: str, position: int) -> tuple[Fraction, int]:
 
 
 BAR = re.compile(r"(:*)(\[?\|+\]?|\[\|)(:*)|(:{2,})")
+# Matched at a position (``pattern.match(text, i)``), never on ``text[i:]``: slicing the rest
+# of the line at each event made lexing quadratic in the line's length.
+TUPLET = re.compile(r"\((\d+)(?::(\d*))?(?::(\d*))?", re.ASCII)
+NOTE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
+INLINE_FIELD = re.compile(r"\[[A-Za-z]:", re.ASCII)
+NUMBERED_BAR = re.compile(r"\[(\d[\d,\-]*)", re.ASCII)
+ENDING = re.compile(r"\d[\d,\-]*", re.ASCII)
+BROKEN = re.compile(r"[<>]+")
+ASCII_DIGITS = "0123456789"
 
 
 def lex_music(text: str, line_number: int) -> Iterator[Event]:
@@ -394,49 +424,49 @@ def lex_music(text: str, line_number: int) -> Iterator[Event]:
                 raise LeftOut(R_SYNTAX, "unclosed grace notes, " + where(i))
             i = end + 1
         elif c == "(":
-            match = re.match(r"\((\d+)(?::(\d*))?(?::(\d*))?", text[i:])
+            match = TUPLET.match(text, i)
             if match and match.group(1):
-                p = int(match.group(1))
-                q = int(match.group(2)) if match.group(2) else None
-                r = int(match.group(3)) if match.group(3) else None
+                p = _number(match.group(1), "tuplet")
+                q = _number(match.group(2), "tuplet") if match.group(2) else None
+                r = _number(match.group(3), "tuplet") if match.group(3) else None
                 yield Event("tuplet", (p, q, r))
-                i += match.end()
+                i = match.end()
             else:
                 i += 1  # slur
         elif c == "&":
             raise LeftOut(R_VOICES, "voice overlay &, " + where(i))
         elif c in "^=_" or c.isalpha() and c.upper() in LETTERS:
-            match = re.match(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)", text[i:])
+            match = NOTE.match(text, i)
             if not match:
                 raise LeftOut(R_SYNTAX, "accidental without a note, " + where(i))
             mark, letter, marks = match.group(1) or "", match.group(2), match.group(3)
-            length, i = parse_length(text, i + match.end())
+            length, i = parse_length(text, match.end())
             yield Event("note", Note(mark, letter, marks, length))
         elif c in "zx":
             length, i = parse_length(text, i + 1)
             yield Event("rest", Rest(length))
         elif c == "Z" or c == "X":
             raise LeftOut(R_MULTIREST, where(i))
-        elif c == "[" and re.match(r"\[[A-Za-z]:", text[i:]):
+        elif c == "[" and INLINE_FIELD.match(text, i):
             end = text.find("]", i)
             if end < 0:
                 raise LeftOut(R_SYNTAX, "unclosed inline field, " + where(i))
             yield Event("field", (text[i + 1], text[i + 3:end].strip()))
             i = end + 1
-        elif c == "[" and i + 1 < n and text[i + 1].isdigit():
-            match = re.match(r"\[(\d[\d,\-]*)", text[i:])
+        elif c == "[" and i + 1 < n and text[i + 1] in ASCII_DIGITS:  # not "²": isdigit() is
+            match = NUMBERED_BAR.match(text, i)
             yield Event("bar", "[" + match.group(1))
-            i += match.end()
+            i = match.end()
         elif c in "|:" or (c == "[" and i + 1 < n and text[i + 1] == "|"):
             match = BAR.match(text, i)
             if not match:
                 raise LeftOut(R_SYNTAX, "bar line, " + where(i))
             symbol = match.group(0)
             i = match.end()
-            ending = re.match(r"\d[\d,\-]*", text[i:]) if symbol.endswith("|") else None
+            ending = ENDING.match(text, i) if symbol.endswith("|") else None
             if ending:
                 symbol += ending.group(0)
-                i += ending.end()
+                i = ending.end()
             yield Event("bar", symbol)
         elif c == "[":
             yield Event("chord_open")
@@ -445,9 +475,9 @@ def lex_music(text: str, line_number: int) -> Iterator[Event]:
             length, i = parse_length(text, i + 1)
             yield Event("chord_close", length=length)
         elif c in "<>":
-            match = re.match(r"[<>]+", text[i:])
+            match = BROKEN.match(text, i)
             yield Event("broken", match.group(0))
-            i += match.end()
+            i = match.end()
         else:
             raise LeftOut(R_SYNTAX, f"unexpected {c!r}, " + where(i))
 
@@ -507,6 +537,28 @@ def repeat_follows(events: list[tuple[str, Event]], index: int) -> bool:
 
 
 DOUBLE_BARS = ("||", "|]", "[|")
+
+
+def _repeat_starts(events: list[tuple[str, Event]]) -> set[int]:
+    """The indices where ``repeat_follows`` holds, in two passes over the events (calling it
+    at each double bar scans the whole tune each time: quadratic on long lines)."""
+    after: list[bool] = [False] * len(events)  # what repeat_follows's forward scan finds
+    decision = False
+    for index in range(len(events) - 1, -1, -1):
+        after[index] = decision
+        event = events[index][1]
+        if event.kind == "bar" and ":" in event.value:
+            decision = event.value.startswith(":")
+        elif event.kind == "bar" and event.value in DOUBLE_BARS:
+            decision = False
+    starts = set()
+    repeat_ended = False
+    for index, (_, event) in enumerate(events):
+        if repeat_ended and event.kind == "bar" and event.value in DOUBLE_BARS and after[index]:
+            starts.add(index)
+        if event.kind == "bar" and event.value.startswith(":"):
+            repeat_ended = True
+    return starts
 
 
 class _Converter:
@@ -625,6 +677,7 @@ class _Converter:
             line_number += 1
             what = f"{self.where}, body line {line_number}"
             events.extend((what, event) for event in lex_music(value, line_number))
+        repeat_starts = _repeat_starts(events)
         for index, (what, event) in enumerate(events):
             if event.kind == "note":
                 self.out.append(self.pitch_token(event.value))
@@ -654,7 +707,7 @@ class _Converter:
                 raise LeftOut(R_SYNTAX, f"{event.kind} inside a chord ({what})")
             elif event.kind == "bar":
                 bar_tokens = map_bar(event.value, what)
-                if event.value in DOUBLE_BARS and repeat_follows(events, index):
+                if event.value in DOUBLE_BARS and index in repeat_starts:
                     bar_tokens = ["|:"]
                 for token in bar_tokens:
                     self.emit_bar(token)
@@ -725,6 +778,13 @@ def convert_tune(text: str, where: str = "<tune>") -> ConversionResult:
         tokens, title = converter.convert(text)
     except LeftOut as left_out:
         return ConversionResult(None, left_out.reason, left_out.detail, where)
+    except (ArithmeticError, ValueError, TypeError, LookupError, AttributeError,
+            RecursionError, MemoryError) as error:
+        # A tune this reader did not foresee: left out with the reason (one tune must not
+        # abort a corpus build); the exception's name shows it is the reader's gap.
+        return ConversionResult(
+            None, R_UNREADABLE, f"{type(error).__name__}: {str(error)[:200]} ({where})", where
+        )
     return ConversionResult(tokens, None, None, where, title, converter.respelled)
 
 
