@@ -7,19 +7,100 @@ finished one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from folkrnn_jax import files
-from folkrnn_jax.errors import MissingFileError
+from folkrnn_jax.errors import InputError, MissingFileError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+# Outside the orbax folder, which orbax owns: STEP.json holds the arrays' checksums.
+CHECKSUM_DIR = "checksums"
+
+
+class DamagedCheckpointError(InputError):
+    """No checkpoint of a run could be restored intact; the message names each step's fault."""
+
+
+def tree_checksum(tree: Any) -> str:
+    """SHA-256 over the leaves of ``tree`` (shapes, dtypes and bytes, in tree order).
+
+    Args:
+      tree: a pytree of arrays or numbers.
+
+    Returns:
+      The hex digest.
+    """
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(jax.device_get(tree)):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _checksum_path(workdir: str, step: int) -> str:
+    return os.path.join(os.path.abspath(workdir), CHECKSUM_DIR, f"{int(step)}.json")
+
+
+def write_checksums(workdir: str, step: int, tree: dict) -> None:
+    """Record the checksums of a checkpoint's params and whole tree, for restore to verify.
+
+    Args:
+      workdir: the run directory.
+      step: the checkpoint's step.
+      tree: the saved tree (``step``, ``params``, ``opt_state``).
+    """
+    os.makedirs(os.path.dirname(_checksum_path(workdir, step)), exist_ok=True)
+    sums = {"params": tree_checksum(tree["params"]), "tree": tree_checksum(tree)}
+    files.atomic_write_text(_checksum_path(workdir, step), json.dumps(sums))
+
+
+def _verify(workdir: str, step: int, tree: Any, part: str) -> None:
+    path = _checksum_path(workdir, step)
+    if not os.path.exists(path):
+        return  # written by a version before checksums, or killed between the two writes
+    try:
+        with open(path) as f:
+            expected = json.load(f)[part]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"unreadable checksum file {path} ({error})") from None
+    if tree_checksum(tree) != expected:
+        raise ValueError("its arrays do not match the checksum written when it was saved")
+
+
+def _restore_newest_intact(workdir: str, manager: ocp.CheckpointManager, restore, part: str) -> tuple[Any, int] | None:
+    """Restore the newest step that reads and verifies, warning about each damaged newer one."""
+    try:
+        steps = sorted(manager.all_steps(), reverse=True)
+    except Exception as error:  # noqa: BLE001 - orbax raises many kinds on a damaged folder
+        raise DamagedCheckpointError(f"{workdir}: cannot list checkpoints ({error})") from None
+    faults = []
+    for step in steps:
+        try:
+            restored = restore(step)
+            _verify(workdir, step, restored if part == "tree" else restored["params"], part)
+        except Exception as error:  # noqa: BLE001 - a damaged step fails in orbax's own ways
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            logging.warning("checkpoint at step %d in %s is damaged (%s); trying the previous one",
+                            step, workdir, reason)
+            faults.append(f"step {step}: {reason}")
+            continue
+        if faults:
+            logging.warning("using the checkpoint at step %d in %s", step, workdir)
+        return restored, int(step)
+    if faults:
+        raise DamagedCheckpointError(f"{workdir}: every checkpoint is damaged: " + "; ".join(faults))
+    return None
 
 
 def make_manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
@@ -34,18 +115,38 @@ def _state_tree(state: Any) -> dict:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-    """Save the train state (step, params, optimiser state) at ``step``."""
-    manager.save(step, args=ocp.args.StandardSave(_state_tree(state)))
+    """Save the train state (step, params, optimiser state) at ``step``, with its checksums.
+
+    Args:
+      manager: the run's checkpoint manager.
+      step: the step to save under.
+      state: the train state.
+    """
+    tree = _state_tree(state)
+    manager.save(step, args=ocp.args.StandardSave(tree))
+    write_checksums(os.path.dirname(str(manager.directory)), step, tree)
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: Any) -> Any:
-    """The latest saved state in the structure of ``state``, or ``state`` if none was saved."""
-    step = manager.latest_step()
-    if step is None:
-        return state
+    """The newest intact saved state in the structure of ``state``, or ``state`` if none was
+    saved. A damaged newer checkpoint (unreadable, or arrays not matching their checksum) is
+    named in a warning and the one before it is used.
+
+    Args:
+      manager: the run's checkpoint manager.
+      state: the freshly initialised train state (gives the structure).
+
+    Returns:
+      The restored state.
+    """
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _state_tree(state))
-    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    return state.replace(**restored)
+    workdir = os.path.dirname(str(manager.directory))
+    found = _restore_newest_intact(
+        workdir, manager, lambda step: manager.restore(step, args=ocp.args.StandardRestore(abstract)), "tree"
+    )
+    if found is None:
+        return state
+    return state.replace(**found[0])
 
 
 def save_params(workdir: str, step: int, params: Any, opt_state: Any = None) -> None:
@@ -54,6 +155,7 @@ def save_params(workdir: str, step: int, params: Any, opt_state: Any = None) -> 
     manager = make_manager(workdir)
     tree = {"step": step, "params": params, "opt_state": opt_state if opt_state is not None else {}}
     manager.save(step, args=ocp.args.StandardSave(tree))
+    write_checksums(workdir, step, tree)
     manager.wait_until_finished()
     manager.close()
 
@@ -64,12 +166,22 @@ def load_params(workdir: str, step: int | None = None) -> tuple[Any, int]:
     if not os.path.isdir(directory):
         raise MissingFileError(f"no checkpoints in {workdir} (expected {directory})")
     manager = make_manager(workdir)
-    step = manager.latest_step() if step is None else step
-    if step is None:
+    try:
+        if step is not None:
+            restored = manager.restore(step, args=ocp.args.StandardRestore())
+            try:
+                _verify(workdir, step, restored["params"], "params")
+            except ValueError as error:
+                raise DamagedCheckpointError(f"{workdir}: checkpoint at step {step}: {error}") from None
+            return restored["params"], int(step)
+        found = _restore_newest_intact(
+            workdir, manager, lambda s: manager.restore(s, args=ocp.args.StandardRestore()), "params"
+        )
+    finally:
+        manager.close()
+    if found is None:
         raise MissingFileError(f"no finished checkpoint in {directory}")
-    restored = manager.restore(step, args=ocp.args.StandardRestore())
-    manager.close()
-    return restored["params"], int(step)
+    return found[0]["params"], found[1]
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -1,0 +1,96 @@
+"""Damaged checkpoints (issue 13): the newest one truncated or bit-flipped is named in a
+warning and the previous intact one is used, by training's restore and by sampling's load."""
+
+import logging
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from folkrnn_jax.training import checkpoints
+
+
+class _State(dict):
+    """The slice of a train state that ``restore_latest`` uses."""
+
+    @property
+    def step(self):
+        return self["step"]
+
+    @property
+    def params(self):
+        return self["params"]
+
+    @property
+    def opt_state(self):
+        return self["opt_state"]
+
+    def replace(self, **kwargs):
+        return _State({**self, **kwargs})
+
+
+def _state(value):
+    return _State(step=jnp.asarray(0), params={"w": jnp.full((64, 64), value, jnp.float32)},
+                  opt_state={"m": jnp.zeros((8,), jnp.float32)})
+
+
+def _two_checkpoints(workdir):
+    manager = checkpoints.make_manager(workdir)
+    for step, value in ((1, 1.0), (2, 2.0)):
+        checkpoints.save(manager, step, _state(value).replace(step=jnp.asarray(step)))
+    manager.wait_until_finished()
+    manager.close()
+
+
+def _data_files(workdir, step):
+    root = os.path.join(workdir, checkpoints.CHECKPOINT_DIR, str(step))
+    found = []
+    for folder, _, names in os.walk(root):
+        found += [os.path.join(folder, n) for n in names if "/d/" in os.path.join(folder, n) + "/"]
+    return [f for f in found if os.path.getsize(f) > 0] or found
+
+
+def _restore(workdir):
+    manager = checkpoints.make_manager(workdir)
+    try:
+        return checkpoints.restore_latest(manager, _state(0.0))
+    finally:
+        manager.close()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "checksum"])
+def test_damaged_newest_falls_back_with_a_warning(tmp_path, caplog, damage):
+    workdir = str(tmp_path)
+    _two_checkpoints(workdir)
+    assert int(_restore(workdir).step) == 2
+    if damage == "checksum":
+        # The arrays themselves rewritten consistently but not as saved: only the checksum tells.
+        path = checkpoints._checksum_path(workdir, 2)
+        open(path, "w").write('{"params": "0", "tree": "0"}')
+    else:
+        files = _data_files(workdir, 2)
+        assert files
+        for path in files:
+            blob = bytearray(open(path, "rb").read())
+            if damage == "truncate":
+                blob = blob[: len(blob) // 2]
+            else:
+                for k in range(len(blob) // 2, min(len(blob), len(blob) // 2 + 64)):
+                    blob[k] ^= 0xFF
+            open(path, "wb").write(bytes(blob))
+    with caplog.at_level(logging.WARNING):
+        restored = _restore(workdir)
+        params, step = checkpoints.load_params(workdir)
+    assert int(restored.step) == 1 and step == 1
+    np.testing.assert_array_equal(np.asarray(params["w"]), 1.0)
+    assert any("step 2" in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records)
+
+
+def test_every_checkpoint_damaged_is_one_error(tmp_path):
+    workdir = str(tmp_path)
+    _two_checkpoints(workdir)
+    for step in (1, 2):
+        open(checkpoints._checksum_path(workdir, step), "w").write("{}")
+    with pytest.raises(checkpoints.DamagedCheckpointError, match="step 2.*step 1"):
+        _restore(workdir)
