@@ -7,10 +7,11 @@ finished one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
-from typing import Any
+from typing import IO, Any
 
 import jax
 import ml_collections
@@ -29,6 +30,48 @@ CHECKSUM_DIR = "checksums"
 
 class DamagedCheckpointError(InputError):
     """No checkpoint of a run could be restored intact; the message names each step's fault."""
+
+
+LOCK_FILE = ".lock"
+
+
+class WorkdirBusyError(InputError):
+    """Another training holds the run directory."""
+
+
+def lock_workdir(workdir: str) -> IO[str]:
+    """Take the run directory's lock for one training, so that two never write one workdir.
+
+    The lock (``fcntl.flock`` on ``WORKDIR/.lock``) lasts while the returned file stays open
+    and goes with the process, so a killed run leaves nothing to clean up.
+
+    Args:
+      workdir: the run directory (created if missing).
+
+    Returns:
+      The open lock file; keep it referenced for as long as the training runs.
+
+    Raises:
+      WorkdirBusyError: another process holds the lock.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK_FILE)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()[:40]
+        handle.close()
+        raise WorkdirBusyError(
+            f"{workdir} is in use by another training (process {holder or '?'} holds {path}); "
+            "wait for it to finish or choose another --workdir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def tree_checksum(tree: Any) -> str:
@@ -182,6 +225,42 @@ def load_params(workdir: str, step: int | None = None) -> tuple[Any, int]:
     if found is None:
         raise MissingFileError(f"no finished checkpoint in {directory}")
     return found[0]["params"], found[1]
+
+
+# Fields that fix the parameters' shapes and meaning: a resumed run must keep them.
+MODEL_FIELDS = ("num_layers", "hidden_size", "learn_initial_state")
+
+
+def check_resume_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Refuse to resume a run whose checkpoints were trained with other model fields, before
+    anything is written (``config.json`` stays as it was, so the run can still be sampled).
+
+    Args:
+      workdir: the run directory.
+      config: the config of the training about to start.
+
+    Raises:
+      InputError: ``config.json`` and checkpoints exist and a model field differs.
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    if not os.path.exists(path) or not os.path.isdir(directory):
+        return
+    if not any(name.isdigit() for name in os.listdir(directory)):
+        return
+    try:
+        saved = load_config(workdir)
+    except ValueError as error:
+        raise InputError(f"{path}: unreadable ({error}); the run's checkpoints need its config") from None
+    changed = [
+        f"--config.{name} was {saved.get(name, False)!r}, now {config.get(name, False)!r}"
+        for name in MODEL_FIELDS if saved.get(name, False) != config.get(name, False)
+    ]
+    if changed:
+        raise InputError(
+            f"{workdir} holds checkpoints of another model ({'; '.join(changed)}); "
+            "resume with the same model fields or choose another --workdir"
+        )
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:

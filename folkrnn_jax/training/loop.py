@@ -39,6 +39,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     Started again with the same workdir, it resumes from the latest checkpoint."""
     parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
+    # Held until this function returns: a second training on the workdir stops here.
+    _workdir_lock = checkpoints.lock_workdir(workdir)
+    checkpoints.check_resume_config(workdir, config)
     mesh = parallel.mesh_from_config(config)
     parallel.check_batch_size(config.batch_size, mesh)
     if mesh is not None:
