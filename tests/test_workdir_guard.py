@@ -50,3 +50,15 @@ def test_model_mismatch_on_resume_keeps_config(tmp_path):
         loop_lib.train_and_evaluate(changed, workdir)
     assert open(os.path.join(workdir, checkpoints.CONFIG_FILE)).read() == before
     assert json.loads(before)["hidden_size"] == 16
+
+
+def test_torn_metrics_line_does_not_block_resume(tmp_path):
+    from folkrnn_jax.training import metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\nnot json\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    writer = metrics.MetricsWriter(str(tmp_path), restored_step=2)
+    writer.write({"step": 3, "loss": 1.0})
+    assert [r["step"] for r in metrics.read_metrics(str(tmp_path))] == [1, 2, 3]
+    path.write_text(path.read_text() + "\x00\x00garbage")
+    assert [r["step"] for r in metrics.read_metrics(str(tmp_path))] == [1, 2, 3]

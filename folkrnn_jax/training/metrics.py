@@ -5,7 +5,20 @@ from __future__ import annotations
 import json
 import os
 
+from absl import logging
+
 from folkrnn_jax import files
+
+
+def _parse(line: str) -> dict | None:
+    """One record, or None for a line that is not one (torn by a kill mid-write, or garbage)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+        return None
+    return record
 
 
 class MetricsWriter:
@@ -15,8 +28,14 @@ class MetricsWriter:
     def __init__(self, workdir: str, restored_step: int):
         self.path = os.path.join(workdir, "metrics.jsonl")
         if os.path.exists(self.path):
-            with open(self.path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= restored_step]
+            with open(self.path, errors="replace") as f:
+                lines = [line for line in f if line.strip()]
+            records = [_parse(line) for line in lines]
+            bad = sum(record is None for record in records)
+            if bad:
+                # A torn last line is what a kill during a write leaves: not worth stopping for.
+                logging.warning("%s: dropping %d line(s) that are not metrics records", self.path, bad)
+            kept = [json.dumps(r) + "\n" for r in records if r is not None and r["step"] <= restored_step]
             files.atomic_write_text(self.path, "".join(kept))
 
     def write(self, record: dict) -> None:
@@ -26,5 +45,6 @@ class MetricsWriter:
 
 def read_metrics(workdir: str) -> list[dict]:
     path = os.path.join(workdir, "metrics.jsonl")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    with open(path, errors="replace") as f:
+        records = [_parse(line) for line in f if line.strip()]
+    return [r for r in records if r is not None]
