@@ -94,3 +94,29 @@ def test_every_checkpoint_damaged_is_one_error(tmp_path):
         open(checkpoints._checksum_path(workdir, step), "w").write("{}")
     with pytest.raises(checkpoints.DamagedCheckpointError, match="step 2.*step 1"):
         _restore(workdir)
+
+
+@pytest.mark.parametrize("where", ["orbax", "checksums"])
+def test_disk_full_is_one_error_at_its_step(tmp_path, monkeypatch, where):
+    import errno
+
+    workdir = str(tmp_path)
+    manager = checkpoints.make_manager(workdir)
+    checkpoints.save(manager, 1, _state(1.0).replace(step=jnp.asarray(1)))
+
+    def full(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as error:
+            raise RuntimeError("background write failed") from error  # as orbax wraps it
+
+    if where == "orbax":
+        monkeypatch.setattr(manager, "save", full)
+    else:
+        monkeypatch.setattr(checkpoints.files, "atomic_write_text", full)
+    with pytest.raises(checkpoints.DiskFullError, match="step 2 was not saved") as info:
+        checkpoints.save(manager, 2, _state(2.0).replace(step=jnp.asarray(2)))
+    assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    manager.close()
+    assert int(_restore(workdir).step) in (1, 2)  # step 2 only if orbax finished it before

@@ -7,6 +7,7 @@ finished one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,7 +21,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from folkrnn_jax import files
-from folkrnn_jax.errors import InputError, MissingFileError
+from folkrnn_jax.errors import InputError, MissingFileError, UserError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -33,6 +34,23 @@ class DamagedCheckpointError(InputError):
 
 
 LOCK_FILE = ".lock"
+
+
+class DiskFullError(UserError):
+    """A checkpoint could not be written for lack of space."""
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether ``error`` or an exception it came from is ENOSPC (orbax wraps its threads')."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class WorkdirBusyError(InputError):
@@ -166,8 +184,21 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
       state: the train state.
     """
     tree = _state_tree(state)
-    manager.save(step, args=ocp.args.StandardSave(tree))
-    write_checksums(os.path.dirname(str(manager.directory)), step, tree)
+    workdir = os.path.dirname(str(manager.directory))
+    try:
+        manager.save(step, args=ocp.args.StandardSave(tree))
+        # Waiting here turns a failed background write into one error at its own step, not
+        # a traceback per later save while training goes on unsaved.
+        manager.wait_until_finished()
+        write_checksums(workdir, step, tree)
+    except Exception as error:
+        if _disk_full(error):
+            raise DiskFullError(
+                f"{workdir}: no space left on the device: the checkpoint at step {step} was not "
+                "saved; free some space and run the same command again to resume from the last "
+                "saved checkpoint"
+            ) from None
+        raise
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: Any) -> Any:
