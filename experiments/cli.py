@@ -1,10 +1,118 @@
-"""Shared start-up for the absl entry points: user errors become one-line messages."""
+"""Shared start-up for the absl entry points: ``--help`` that exits 0 and lists every flag
+(train's config fields too), user errors (bad flag or config value, missing file, unknown
+token) as one-line messages, and library logs quiet unless ``--verbosity`` is given."""
 
+import logging as py_logging
+import os
+import re
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
 
 from folkrnn_jax.errors import UserError
+
+HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+# Modules whose INFO lines are the tool's own (progress, what was written); everything else
+# (orbax, jax, etils) shows only warnings and errors unless --verbosity is given.
+OWN_MODULES = ("folkrnn_jax", "experiments")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _own_module(name: str) -> bool:
+    return any(part in name for part in OWN_MODULES) or name == "__main__"
+
+
+def _config_fields_help(argv: list[str]) -> str:
+    """The fields of train's ``--config`` (the named file's, else ``experiments/configs/v2.py``)
+    with their defaults, as ``--config.FIELD`` lines."""
+    if "config" not in flags.FLAGS:
+        return ""
+    named = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    try:
+        if named:
+            import runpy  # the config file is a Python module with get_config()
+
+            config = runpy.run_path(named[0])["get_config"]()
+        else:
+            from experiments.configs import v2
+
+            config = v2.get_config()
+    except Exception as error:  # help still prints the flags when the file cannot be loaded
+        return f"\n(config fields not listed: {error})\n"
+    source = named[0] if named else "experiments/configs/v2.py"
+    lines = [f"\nConfig fields (override with --config.FIELD=VALUE; defaults of {source}):"]
+    lines += [f"  --config.{key}={value!r}" for key, value in sorted(config.items())]
+    return "\n".join(lines) + "\n"
+
+
+def help_text(argv: list[str]) -> str:
+    """The module docstring of the entry point, its flags (also those defined by shared
+    experiments modules) and, for train, the config fields."""
+    main_module = sys.modules.get("__main__")
+    parts = [(getattr(main_module, "__doc__", None) or "").strip(), "", "Flags:"]
+    for module, module_flags in sorted(flags.FLAGS.flags_by_module_dict().items()):
+        if not (_own_module(module) or module == sys.argv[0]):
+            continue
+        for flag in sorted(module_flags, key=lambda f: f.name):
+            default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+            parts.append(f"  --{flag.name}: {flag.help}{default}")
+    parts.append("  --verbosity=0: also show the INFO lines of libraries (orbax, jax)")
+    return "\n".join(parts) + "\n" + _config_fields_help(argv)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """Parse ``argv`` into ``flags.FLAGS``; a bad flag, config field, config file or value
+    ends the program with one line (exit 2) instead of a traceback."""
+    if any(arg in HELP_ARGS for arg in argv[1:]):
+        print(help_text(argv))
+        sys.exit(0)
+    try:
+        rest = flags.FLAGS(argv)
+        if "config" in flags.FLAGS and flags.FLAGS["config"].present:
+            # ml_collections defers a config file's load error to the first use of the config.
+            flags.FLAGS.config.keys()
+        return rest
+    except flags.Error as error:
+        _fail(str(error))
+    except Exception as error:  # config files are loaded and overridden while parsing
+        _fail(f"bad --config: {_one_line(error)}")
+    return argv
+
+
+def _one_line(error: Exception) -> str:
+    """A config error's message on one line: ml_collections wraps an unknown field in quoted
+    ``repr`` text and a missing file in a multi-line report."""
+    text = str(error).replace("\\n", "\n").replace("\\'", "'")
+    field = re.search(r"'(\w+)'\s*Did you mean \"(\w+)\"", text)
+    if field:
+        return f"unknown config field {field.group(1)!r} (did you mean {field.group(2)!r}?)"
+    if "Failed loading config file" in text:
+        missing = re.search(r"No such file or directory: '([^']+)'", text)
+        if missing:
+            return f"config file {missing.group(1)} not found"
+    bare = re.fullmatch(r"\W*(\w+)\W*", text)
+    if bare and isinstance(error, (AttributeError, KeyError)):
+        return f"unknown config field {bare.group(1)!r}"
+    return " ".join(text.strip("'\"").split())
+
+
+class _QuietLibraries(py_logging.Filter):
+    """Keeps warnings and errors from everywhere and INFO lines only from this project."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        if record.levelno >= py_logging.WARNING:
+            return True
+        path = record.pathname.replace(os.sep, "/")
+        return any(f"/{name}/" in path for name in OWN_MODULES)
+
+
+def quiet_libraries() -> None:
+    """Hide the INFO lines of libraries (orbax writes hundreds per run) on the absl logger."""
+    logging.get_absl_handler().addFilter(_QuietLibraries())  # jax logs to the root logger
 
 
 def run(main) -> None:
@@ -13,11 +121,12 @@ def run(main) -> None:
     exception keeps its traceback."""
 
     def guarded(argv):
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.INFO)
+            quiet_libraries()
         try:
             return main(argv)
         except UserError as error:
-            print(f"error: {error.message}", file=sys.stderr)
-            sys.exit(2)
+            _fail(error.message)
 
-    logging.set_verbosity(logging.INFO)
-    app.run(guarded)
+    app.run(guarded, flags_parser=parse_flags)

@@ -102,6 +102,12 @@ def load_training_mix(
                     seen.add(s.tobytes())
                     unique.append(s)
             sequences = unique
+        if valid_fraction > 0 and len(sequences) < 2 * batch_size:
+            # The split holds out at least one batch and trains on at least one more.
+            raise InputError(
+                f"{path}: {len(sequences)} tunes (after max_tune_length), fewer than the two "
+                f"batches of {batch_size} a training/validation split needs"
+            )
         source_train, source_valid = split_train_valid(sequences, valid_fraction, batch_size, seed)
         train.extend(source_train)
         if source_valid:

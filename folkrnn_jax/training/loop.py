@@ -34,9 +34,53 @@ def load_sequences(config: ml_collections.ConfigDict) -> TrainingMix:
     return mix
 
 
+# Config fields that must be at least 1 (a 0 would divide by zero or build an empty model).
+POSITIVE_FIELDS = ("batch_size", "num_layers", "hidden_size", "log_every_steps", "checkpoint_every_steps",
+                   "max_checkpoints_to_keep")
+
+
+def progress_bar(step: int, total: int, width: int = 20) -> str:
+    """``step 120/500 [####................] 24%``: the console's progress line starts so."""
+    done = int(width * step / max(total, 1))
+    return f"step {step}/{total} [{'#' * done}{'.' * (width - done)}] {100 * step // max(total, 1)}%"
+
+
+def time_left(seconds: float, steps_done: int, steps_left: int) -> str:
+    """``, about 3m20s left`` at the pace of the steps run so far in this invocation."""
+    if steps_done <= 0 or steps_left <= 0:
+        return ""
+    left = int(seconds / steps_done * steps_left)
+    return f", about {left // 60}m{left % 60:02d}s left" if left >= 60 else f", about {left}s left"
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Refuse config values that cannot train, naming the ``--config.FIELD`` flag.
+
+    Args:
+      config: the training config.
+
+    Raises:
+      InputError: a field that must be positive is not, a share is outside [0, 1), or neither
+        ``num_epochs`` nor ``num_train_steps`` asks for any step.
+    """
+    for name in POSITIVE_FIELDS:
+        if name in config and config[name] < 1:
+            raise InputError(f"--config.{name} must be at least 1, got {config[name]}")
+    for name in ("dropout_rate", "valid_fraction"):
+        if name in config and not 0 <= config[name] < 1:
+            raise InputError(f"--config.{name} must be in [0, 1), got {config[name]}")
+    if config.get("num_train_steps", 0) < 0 or config.get("num_epochs", 1) < 0:
+        raise InputError("--config.num_epochs and --config.num_train_steps cannot be negative")
+    if config.get("num_train_steps", 0) == 0 and config.get("num_epochs", 1) == 0:
+        raise InputError("--config.num_epochs is 0 and --config.num_train_steps is 0: nothing to train")
+    if config.get("learning_rate", 1.0) <= 0:
+        raise InputError(f"--config.learning_rate must be positive, got {config.learning_rate}")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Train on ``config.data_path``, evaluating, logging and checkpointing into ``workdir``.
     Started again with the same workdir, it resumes from the latest checkpoint."""
+    check_config(config)
     parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     # Held until this function returns: a second training on the workdir stops here.
@@ -77,7 +121,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     window_losses: list[Array] = []
     window_tokens = 0
-    window_start = time.time()
+    window_start = run_start = time.time()
     time_budget = config.get("max_train_seconds", 0)
     trained_seconds, compiled_shapes = 0.0, set()
     batches = batching.batches_from(train_seqs, config.batch_size, config.seed, start_step)
@@ -121,8 +165,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             if jax.process_index() == 0:
                 metrics.write(record)
             logging.info(
-                "step %d/%d epoch %.2f %s", step, total_steps, record["epoch"],
+                "%s epoch %.2f %s%s", progress_bar(step, total_steps), record["epoch"],
                 " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch")),
+                time_left(time.time() - run_start, step - start_step, total_steps - step),
             )
         if step % config.checkpoint_every_steps == 0 or is_last:
             checkpoints.save(manager, step, state)
