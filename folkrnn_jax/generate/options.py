@@ -3,6 +3,7 @@ positional arguments."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import flax
@@ -71,8 +72,8 @@ def make_options(
     Returns:
       The options, arrays on the default device.
     """
-    if temperature <= 0:
-        raise InputError(f"temperature must be > 0 (got {temperature}); use top_k=1 for greedy")
+    if not math.isfinite(temperature) or temperature <= 0:  # NaN passes a plain "<= 0"
+        raise InputError(f"temperature must be a finite number > 0 (got {temperature}); use top_k=1 for greedy")
     if top_k < 0 or top_k > vocab.VOCAB_SIZE:
         raise InputError(f"top_k must be in 0..{vocab.VOCAB_SIZE} (got {top_k})")
     if not 0 < top_p <= 1:

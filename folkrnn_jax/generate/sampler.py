@@ -109,6 +109,10 @@ class SampledTunes:
         return [self.tokens(i) for i in range(len(self.ids))]
 
 
+# Far above any folk tune (v2's longest is under 1,000 tokens), far below an allocation failure.
+MAX_LENGTH_LIMIT = 100_000
+
+
 def tune_keys(key: Array, num_tunes: int, offset: int = 0) -> Array:
     """One key per tune, a function of the seed key and the tune's index only, so that tune i
     is the same whatever the batch size."""
@@ -314,6 +318,11 @@ def prepare_request(
     Returns:
       The prepared ``Request``.
     """
+    if num_tunes < 1:
+        raise InputError(f"the number of tunes must be at least 1 (got {num_tunes})")
+    if not 2 <= max_length <= MAX_LENGTH_LIMIT:
+        # The output buffer is [tunes, max_length]: a huge value aborts inside XLA.
+        raise InputError(f"max_length must be in 2..{MAX_LENGTH_LIMIT} tokens (got {max_length})")
     options = make_options(temperature, top_k, top_p, token_mask, logit_bias, constrain)
     prompts = prepare_prompts(num_tunes, prefix, prefixes, meter, mode, max_length)
     tunes = TuneInputs(tune_keys(key, num_tunes, offset), jnp.asarray(prompts.ids), jnp.asarray(prompts.lengths))
