@@ -2,6 +2,7 @@
 (train's config fields too), user errors (bad flag or config value, missing file, unknown
 token) as one-line messages, and library logs quiet unless ``--verbosity`` is given."""
 
+import errno
 import logging as py_logging
 import os
 import re
@@ -128,5 +129,13 @@ def run(main) -> None:
             return main(argv)
         except UserError as error:
             _fail(error.message)
+        except OSError as error:
+            # A folder named as a file, a full disk or a refused permission is the user's to
+            # fix, not a bug: one line with the path and the system's reason.
+            if not isinstance(error, (IsADirectoryError, NotADirectoryError, PermissionError)) and \
+                    error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            _fail(f"{where}{error.strerror or error}")
 
     app.run(guarded, flags_parser=parse_flags)
