@@ -207,3 +207,35 @@ def test_embedded_corpus_is_present_and_valid():
         report = json.load(f)
     assert report["tunes_kept"] == len(tunes)
     assert report["midi_check"]["share"] > 0.95
+
+
+def test_session_json_null_in_an_unused_column_keeps_the_tune(tmp_path):
+    rows = session_rows()
+    rows[1]["composer"] = None  # JSON null in a column no tune is made from
+    rows[2]["date"] = None
+    path = tmp_path / "tunes.json"
+    path.write_text(json.dumps(rows))
+    report = corpus.build_corpus([str(path)]).report
+    assert report["tunes_read"] == 3 and report["tunes_kept"] == 3
+    rows[0]["abc"] = None  # ... but not in one it is
+    path.write_text(json.dumps(rows))
+    assert corpus.build_corpus([str(path)]).report["tunes_kept"] == 2
+
+
+def test_session_csv_unclosed_quote_is_an_error_at_its_line(tmp_path):
+    rows = session_rows()
+    path = tmp_path / "tunes.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerow(rows[0])
+    with open(path, "a", newline="") as f:
+        f.write('7,7,"Unclosed,reel,4/4,Gmajor,"A B c d|",2020,me,\n')
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=COLUMNS).writerows(rows[1:])
+    with pytest.raises(corpus.InputError, match=r"tunes.csv: line \d+: malformed CSV"):
+        corpus.build_corpus([str(path)])
+    huge = tmp_path / "huge.csv"
+    huge.write_text(",".join(COLUMNS) + '\n1,1,x,reel,4/4,Gmajor,"' + "A" * 200_000 + '",d,u,c\n')
+    with pytest.raises(corpus.InputError, match="huge.csv: line"):
+        corpus.build_corpus([str(huge)])

@@ -35,6 +35,7 @@ MUSIC21_COLLECTIONS = ("oneills1850", "ryansMammoth", "airdsAirs", "essenFolkson
 
 
 SESSION_COLUMNS = ("tune_id", "setting_id", "name", "type", "meter", "mode", "abc")
+SESSION_USED = ("meter", "mode", "abc")  # the columns a tune cannot be made without
 
 
 R_MIDI_MISMATCH = "abc2midi playback differs from the original"
@@ -114,13 +115,21 @@ def read_session_dump(path: str) -> Iterator[SourceTune]:
         label = "record"
     else:
         with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or not {"meter", "mode", "abc"} <= set(reader.fieldnames):
+            # strict: an unclosed quote is an error at its line, not a field that silently
+            # swallows the following rows.
+            reader = csv.DictReader(f, strict=True)
+            try:
+                if reader.fieldnames is None or not {"meter", "mode", "abc"} <= set(reader.fieldnames):
+                    raise InputError(
+                        f"{path}: expected a CSV header with {', '.join(SESSION_COLUMNS)}, "
+                        f"got {reader.fieldnames}"
+                    )
+                rows = list(reader)
+            except csv.Error as error:
                 raise InputError(
-                    f"{path}: expected a CSV header with {', '.join(SESSION_COLUMNS)}, "
-                    f"got {reader.fieldnames}"
-                )
-            rows = list(reader)
+                    f"{path}: line {reader.line_num}: malformed CSV ({error}); an unclosed quote "
+                    "runs into the following rows"
+                ) from None
         # Row 1 is the header line.
         numbered = enumerate(rows, start=2)
         label = "row"
@@ -129,7 +138,10 @@ def read_session_dump(path: str) -> Iterator[SourceTune]:
         if isinstance(row, dict):
             ident = f" (tune {row.get('tune_id')}, setting {row.get('setting_id')})"
         where = f"{name} {label} {number}{ident}"
-        if not isinstance(row, dict) or None in row or any(v is None for v in row.values()):
+        # A CSV row with too few or too many fields has None values or a None key; in JSON a
+        # null only matters in a column the tune is made from.
+        used = row.values() if label == "row" or not isinstance(row, dict) else [row.get(c, "") for c in SESSION_USED]
+        if not isinstance(row, dict) or None in row or any(v is None for v in used):
             yield SourceTune(where, None, "wrong number of fields")
             continue
         try:
