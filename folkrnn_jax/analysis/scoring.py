@@ -21,20 +21,59 @@ def _batch_log_probs(model: folkrnn.FolkRNN, params: Any, batch: dict) -> jax.Ar
     return -nll.sum(axis=1)  # [batch]
 
 
+# Rows x padded length of one batch stays under batch_size x this many tokens: the last batch
+# padded to batch_size rows at the longest tune's length asked for 31 GB for one
+# 100,000-token tune. Batches of long tunes get fewer rows instead (one at least).
+TOKENS_PER_ROW = 1024
+
+
+def _row_count(tunes: int, batch_size: int) -> int:
+    """Rows to pad a batch of ``tunes`` to: a power of two up to ``batch_size``, so that few
+    shapes are compiled."""
+    rows = 1
+    while rows < tunes:
+        rows *= 2
+    return min(rows, batch_size)  # never fewer than tunes: a batch holds at most batch_size
+
+
 def score_sequences(
     model: folkrnn.FolkRNN, params: Any, sequences: Sequence[np.ndarray], batch_size: int = 64
 ) -> np.ndarray:
     """Natural-log probability of each ``<s> ... </s>`` id sequence, in the given order.
 
     Tunes are batched in length order (so padding and the number of compiled shapes stay
-    small); every batch has ``batch_size`` rows, the last one padded with empty rows.
+    small); a batch has at most ``batch_size`` rows and ``batch_size * TOKENS_PER_ROW``
+    padded tokens, and is padded with empty rows to a power of two.
+
+    Args:
+      model: the model.
+      params: its parameters.
+      sequences: id sequences, each ``<s> ... </s>``.
+      batch_size: the most tunes scored at once.
+
+    Returns:
+      [len(sequences)] float64 log-probabilities.
     """
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # as the batches are
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    budget = batch_size * TOKENS_PER_ROW
+    chunks: list[list[int]] = []
+    for index in order:
+        longest = len(sequences[index])  # ascending order: the newest tune is the longest
+        if not chunks or len(chunks[-1]) == batch_size or (len(chunks[-1]) + 1) * longest > budget:
+            chunks.append([])
+        chunks[-1].append(index)
     result = np.zeros(len(sequences), np.float64)
-    batches = batching.evaluation_batches(sequences, batch_size)
-    for start, batch in zip(range(0, len(order), batch_size), batches):
-        chunk = order[start : start + batch_size]
-        log_probs = np.asarray(_batch_log_probs(model, params, steps.batch_to_dict(batch)))  # [batch]
+    for chunk in chunks:
+        batch = batching.make_batch([sequences[i] for i in chunk])
+        pad = _row_count(len(chunk), batch_size) - len(chunk)
+        if pad:
+            batch = batching.Batch(
+                np.pad(batch.inputs, ((0, pad), (0, 0))),
+                np.pad(batch.targets, ((0, pad), (0, 0))),
+                np.pad(batch.mask, ((0, pad), (0, 0))),
+                np.pad(batch.lengths, (0, pad), constant_values=1),
+            )
+        log_probs = np.asarray(_batch_log_probs(model, params, steps.batch_to_dict(batch)))  # [rows]
         result[chunk] = log_probs[: len(chunk)]
     return result
 
