@@ -67,7 +67,7 @@ def test_damaged_newest_falls_back_with_a_warning(tmp_path, caplog, damage):
     if damage == "checksum":
         # The arrays themselves rewritten consistently but not as saved: only the checksum tells.
         path = checkpoints._checksum_path(workdir, 2)
-        open(path, "w").write('{"params": "0", "tree": "0"}')
+        open(path, "w").write('{"params": "0"}')
     else:
         files = _data_files(workdir, 2)
         assert files
