@@ -179,3 +179,26 @@ def test_sample_cli_constrain(trained_run, tmp_path):
     passing, truncated = int(line.split(" of ")[0]), int(line.split("sampled, ")[1].split(" of")[0])
     assert passing + truncated == 12  # every tune that ended is valid
     assert out.read_text().count("X:") == 12
+
+
+def test_constrain_every_combination_of_meter_mode_prefix(trained_run):
+    """``--constrain`` with any of --meter, --mode, --prefix writes whole tunes, not '| (3'."""
+    import itertools
+
+    from folkrnn_jax.music import structure
+
+    model, params, _ = runs_lib.load_run(trained_run)
+    for meter, mode, prefix in itertools.product((None, "6/8"), (None, "dor"), ("", "|: c")):
+        result = sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 6, prefix, max_length=400,
+                                      constrain=True, meter=meter, mode=mode)
+        ended = [result.tokens(i) for i in range(6) if not result.truncated[i]]
+        assert ended, (meter, mode, prefix)
+        for tune in ended:
+            assert tune[1].startswith("M:"), (meter, mode, prefix, tune)
+            assert structure.is_valid_tune(tune), tune
+            # Today's 60-step fixture model writes short tunes; the bug wrote none ('| (3').
+            assert len(tune) >= 10, (meter, mode, prefix, tune)
+            if meter:
+                assert tune[1] == "M:6/8"
+            if mode:
+                assert tune[2] == "K:Cdor"

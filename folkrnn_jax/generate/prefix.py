@@ -87,7 +87,13 @@ def header_prefix(
         if any(t.startswith("K:") for t in tokens):
             raise InputError("give the mode either in the prefix or as mode, not both")
         header.append(token)
-    return tokens[:1] + header + tokens[1:]
+    tokens = tokens[:1] + header + tokens[1:]
+    # Every v2 tune opens with 'M:'. A prefix that skips it (a mode with no meter, a tune
+    # body with no header) leaves the meter to the model as a wildcard; else the body would
+    # start with no bar length and the constraint could only close the tune at once.
+    if len(tokens) > 1 and not tokens[1].startswith("M:") and tokens[1] != WILDCARD:
+        tokens.insert(1, WILDCARD)
+    return tokens
 
 
 def prefix_ids(tokens: Sequence[str]) -> np.ndarray:
