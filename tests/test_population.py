@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments.configs import tiny
 from folkrnn_jax.data import batching, v2_format
@@ -11,6 +12,8 @@ from folkrnn_jax.training import state as state_lib
 from folkrnn_jax.training import steps as steps_lib
 
 
+# About 70 s on 2 cores: the default suite must stay near 10 minutes (run with -m slow).
+@pytest.mark.slow
 def test_population_matches_separate_runs(excerpt_path):
     config = tiny.get_config()
     config.hidden_size = 16

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from folkrnn_jax.training import sweep
 from tests.conftest import ROOT
 
@@ -29,6 +31,8 @@ def test_expand_grid_and_random():
     assert all(1e-4 <= o["lr"] <= 1e-2 and o["h"] in (8, 16) for _, o in runs)
 
 
+# About 65 s on 2 cores: the default suite must stay near 10 minutes (run with -m slow).
+@pytest.mark.slow
 def test_sweep_resumes_after_kill(tmp_path, excerpt_path):
     workdir = tmp_path / "sweep"
     log_path = tmp_path / "first_attempt.log"
