@@ -224,6 +224,13 @@ def _composer(request: Request) -> Composer:
     return request.app.state.composer
 
 
+def _check_count(composer: Composer, field: str, count: int) -> None:
+    """Refuses a request for more tunes than the server's limit allows (a 422 naming ``field``)."""
+    limit = composer.limits.max_tunes_per_request
+    if not 1 <= count <= limit:
+        raise engine.FieldError(field, f"must be in [1, {limit}] (got {count})")
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -331,9 +338,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
     @app.post("/api/tunes", summary="Several tunes of one seed, sampled together")
     async def many_tunes(body: TunesRequest, request: Request) -> dict[str, Any]:
         composer = _composer(request)
-        limit = composer.limits.max_tunes_per_request
-        if not 1 <= body.num_tunes <= limit:
-            raise engine.FieldError("num_tunes", f"must be in [1, {limit}] (got {body.num_tunes})")
+        _check_count(composer, "num_tunes", body.num_tunes)
         base = TuneQuery(**body.model_dump(exclude={"num_tunes"})).settings()
         prepared = [composer.prepare(dataclasses.replace(base, tune=base.tune + i)) for i in range(body.num_tunes)]
         results = await asyncio.gather(*(composer.draw(p) for p in prepared))
@@ -393,9 +398,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
     @app.post("/api/vary", summary="Keep the start of a tune, draw alternative continuations")
     async def vary(body: VaryRequest, request: Request) -> dict[str, Any]:
         composer = _composer(request)
-        limit = composer.limits.max_tunes_per_request
-        if not 1 <= body.variants <= limit:
-            raise engine.FieldError("variants", f"must be in [1, {limit}] (got {body.variants})")
+        _check_count(composer, "variants", body.variants)
         source = composer.prepare(body.source.settings())
         result = await composer.draw(source)
         kept = engine.keep_bars(result.tokens, body.bars, body.part)
