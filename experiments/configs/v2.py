@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.unroll = 1
     config.remat = False  # rematerialise each time step in the backward pass (long tunes)
     config.fused_backward = True  # hand-written LSTM backward pass; False: plain autodiff
+    # "layerwise": one scan per layer; "wavefront": all layers in one scan; "auto": the faster
+    # one measured for the device (folkrnn_jax.model.lstm.resolve_schedule)
+    config.lstm_schedule = "auto"
     # Optimisation
     config.batch_size = 64
     config.num_epochs = 100

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from folkrnn_jax.model.lstm import Array, Carry, LSTMParams, lstm_scan, matmul
+from folkrnn_jax.model.lstm import Array, Carry, LSTMParams, lstm_scan, matmul, resolve_schedule, wavefront_scan
 from folkrnn_jax.music import vocab
 
 
@@ -41,6 +41,10 @@ class FolkRNN(nn.Module):
     unroll: int = 1
     remat: bool = False
     fused_backward: bool = True  # hand-written backward pass (custom_vjp); False: autodiff
+    # "layerwise" (one scan per layer), "wavefront" (all layers in one scan) or "auto" (the
+    # faster one measured for the device, ``lstm.resolve_schedule``). Single-step decoding
+    # (sampling) and ``record``/``remat``/autodiff runs always use the layerwise scan.
+    lstm_schedule: str = "auto"
 
     def setup(self):
         normal = nn.initializers.normal(self.init_scale)
@@ -115,6 +119,8 @@ class FolkRNN(nn.Module):
         else:
             x = jnp.swapaxes(inputs, 0, 1)  # [time, batch, vocab]
             x_proj = matmul(x, first.w_in, dtype) + first.bias
+        if self._use_wavefront(inputs.shape[1], record):
+            return self._wavefront_forward(x_proj, carry, train, mask_t, unit_mask, logit_bias, dtype)
         new_carry = []
         internals = {}
         hs = None  # the layer below's output [time, batch, hidden], from layer 1 on
@@ -145,6 +151,28 @@ class FolkRNN(nn.Module):
         if record:
             internals["probs"] = jax.nn.softmax(logits, axis=-1)
         return logits, tuple(new_carry), internals
+
+    def _use_wavefront(self, time: int, record: bool) -> bool:
+        schedule = resolve_schedule(self.lstm_schedule)
+        return (schedule == "wavefront" and time > 1 and self.num_layers > 1 and not record
+                and not self.remat and self.fused_backward)
+
+    def _wavefront_forward(self, x_proj, carry, train, mask_t, unit_mask, logit_bias, dtype):
+        """``_forward`` on the wavefront schedule (``lstm.wavefront_scan``): the dropout masks
+        between layers are drawn first, in the layerwise path's order, so both schedules
+        drop the same units for the same key."""
+        T, B = x_proj.shape[:2]
+        drop = None
+        if train and self.dropout_rate > 0.0:
+            ones = jnp.ones((T, B, self.hidden_size), jnp.float32)
+            drop = jnp.stack([self._dropout(ones, train) for _ in range(self.num_layers - 1)])
+        new_carry, top = wavefront_scan(
+            self.lstm, x_proj, carry, mask_t, drop, unit_mask, self.gate_grad_clip, dtype, self.unroll
+        )
+        logits = jnp.swapaxes(self.output(self._dropout(top, train)), 0, 1)  # [batch, time, vocab]
+        if logit_bias is not None:
+            logits = logits + logit_bias
+        return logits, new_carry, {}
 
     def __call__(
         self,
@@ -196,6 +224,7 @@ def model_from_config(config) -> FolkRNN:
         unroll=config.get("unroll", 1),
         remat=config.get("remat", False),
         fused_backward=config.get("fused_backward", True),
+        lstm_schedule=config.get("lstm_schedule", "auto"),
     )
 
 

@@ -233,3 +233,233 @@ def lstm_scan(
     if remat:
         step = jax.checkpoint(step)
     return jax.lax.scan(step, carry, (x_proj, mask), unroll=unroll)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wavefront schedule: every layer in one scan.
+#
+# Step s advances layer l at time t = s - l (T + L - 1 steps), so layer l reads layer l-1's
+# output of the previous step from the carry. Per step, layers 1.. do one batched matmul
+# [h_below * dropout, h_own] @ [w_in; w_hid] (an einsum over the stacked layers) and layer 0
+# one h @ w_hid (its one-hot input projection stays hoisted out of the loop, as in the
+# layerwise path). The gate arithmetic runs once on [L, batch, 4H]. A layer outside its time
+# range (the first and last L - 1 steps) is masked exactly like a padded position: it keeps
+# its state. The dropout between layers (masks drawn outside, as the layerwise path draws
+# them) is applied inside the loop. The backward pass is a reverse wavefront scan carrying
+# (dh, dc) per layer and emitting dz per step; the weight gradients are then one matmul per
+# layer over all (step, batch) rows, as in ``_fused_layer``.
+
+
+def _skew(x: Array, layers: int, first: int = 0) -> Array:
+    """[L', T, ...] -> [T + layers - 1, L', ...]: row l (layer first + l) shifted down by
+    first + l steps, zeros elsewhere."""
+    steps = x.shape[1] + layers - 1
+    rows = []
+    for l in range(x.shape[0]):
+        shift = first + l
+        pad = [(shift, steps - x.shape[1] - shift)] + [(0, 0)] * (x.ndim - 2)
+        rows.append(jnp.pad(x[l], pad))
+    return jnp.stack(rows, axis=1)
+
+
+def _unskew(x: Array, time: int, first: int = 0) -> Array:
+    """Inverse of ``_skew``: [S, L', ...] -> [L', T, ...]."""
+    return jnp.stack([x[first + l : first + l + time, l] for l in range(x.shape[1])], axis=0)
+
+
+def _wave_masks(mask: Array | None, time: int, batch: int, layers: int) -> Array:
+    """[S, L, batch] 1 where layer l runs a real position at step s."""
+    m = jnp.ones((time, batch), jnp.float32) if mask is None else mask
+    return _skew(jnp.broadcast_to(m[None], (layers, time, batch)), layers)
+
+
+def _wave_gates(z: Array, c: Array):
+    """Gates of [L, B, 4H] pre-activations; returns c_new, h_new (unmasked), (i, f, g, o, tc)."""
+    H = c.shape[-1]
+    ifo = jax.nn.sigmoid(jnp.concatenate([z[..., : 2 * H], z[..., 3 * H :]], axis=-1))
+    i, f, o = ifo[..., :H], ifo[..., H : 2 * H], ifo[..., 2 * H :]
+    g = jnp.tanh(z[..., 2 * H : 3 * H])
+    c_new = f * c + i * g
+    tc = jnp.tanh(c_new)
+    return c_new, o * tc, (i, f, g, o, tc)
+
+
+def _wave_cast(w_hid, w_stack, matmul_dtype):
+    if matmul_dtype == jnp.float32:
+        return w_hid, w_stack
+    return w_hid.astype(matmul_dtype), w_stack.astype(matmul_dtype)
+
+
+def _bmatmul(spec: str, x: Array, w: Array, matmul_dtype: Any) -> Array:
+    if matmul_dtype == jnp.float32:
+        return jnp.einsum(spec, x, w, precision=jax.lax.Precision.HIGHEST)
+    return jnp.einsum(spec, x.astype(matmul_dtype), w, preferred_element_type=jnp.float32)
+
+
+def _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, matmul_dtype, unroll, save):
+    """The forward wavefront scan. w_stack: [L-1, 2H, 4H] ([w_in; w_hid] of layers 1..);
+    x_proj: [S, B, 4H] (layer 0, zero-padded); wmask: [S, L, B]; drop: [S, L-1, B, H] or None."""
+    w0, ws = _wave_cast(w_hid0, w_stack, matmul_dtype)
+
+    def step(carry, inputs):
+        c, h = carry  # [L, B, H]
+        xp, m, d = inputs
+        below = h[:-1] if d is None else h[:-1] * d  # [L-1, B, H]
+        z0 = xp + matmul(h[0], w0, matmul_dtype)
+        zr = _bmatmul("lbk,lkn->lbn", jnp.concatenate([below, h[1:]], axis=-1), ws, matmul_dtype)
+        z = jnp.concatenate([z0[None], zr + b_rest[:, None, :]], axis=0)  # [L, B, 4H]
+        c_new, h_new, (i, f, g, o, tc) = _wave_gates(z, c)
+        if unit_mask is not None:
+            h_new = h_new * unit_mask[:, None, :]
+        keep = m[..., None] > 0
+        c_new = jnp.where(keep, c_new, c)
+        h_new = jnp.where(keep, h_new, h)
+        out = (h_new[-1],)
+        if save:
+            out = (h_new, c_new, jnp.concatenate([i, f, g, o], axis=-1), tc)
+        return (c_new, h_new), out
+
+    return jax.lax.scan(step, (c0, h0), (x_proj, wmask, drop), unroll=unroll)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11))
+def _wavefront(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, gate_grad_clip, matmul_dtype, unroll):
+    """(h of the top layer per step [S, B, H], c_T [L, B, H], h_T [L, B, H])."""
+    (c, h), (top,) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask,
+                                   matmul_dtype, unroll, False)
+    return top, c, h
+
+
+def _wavefront_fwd(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, gate_grad_clip,
+                   matmul_dtype, unroll):
+    (c, h), (hs, cs, gates, tcs) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop,
+                                                 unit_mask, matmul_dtype, unroll, True)
+    residuals = (w_hid0, w_stack, b_rest, c0, h0, wmask, drop, unit_mask, hs, cs, gates, tcs)
+    return (hs[:, -1], c, h), residuals
+
+
+def _wavefront_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents):
+    w_hid0, w_stack, b_rest, c0, h0, wmask, drop, unit_mask, hs, cs, gates, tcs = residuals
+    d_top, d_cT, d_hT = cotangents
+    H = c0.shape[-1]
+    L = c0.shape[0]
+    c_prev_all = jnp.concatenate([c0[None], cs[:-1]], axis=0)  # [S, L, B, H]
+    h_prev_all = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    w0, ws = _wave_cast(w_hid0, w_stack, matmul_dtype)
+    w0_t = w0.T
+
+    def step(carry, inputs):
+        dh, dc = carry  # [L, B, H]: cotangents of the carry after this step
+        dtop, gate, tc, c_prev, m, d = inputs
+        dh = dh.at[-1].add(dtop)
+        keep = (m > 0)[..., None].astype(dh.dtype)
+        dh_new, dc_new = dh * keep, dc * keep
+        dh_pass, dc_pass = dh - dh_new, dc - dc_new
+        if unit_mask is not None:
+            dh_new = dh_new * unit_mask[:, None, :]
+        i, f, g, o = gate[..., :H], gate[..., H : 2 * H], gate[..., 2 * H : 3 * H], gate[..., 3 * H :]
+        dcn = dc_new + dh_new * o * (1.0 - tc * tc)
+        dz = jnp.concatenate(
+            [
+                dcn * g * i * (1.0 - i),
+                dcn * c_prev * f * (1.0 - f),
+                dcn * i * (1.0 - g * g),
+                dh_new * tc * o * (1.0 - o),
+            ],
+            axis=-1,
+        )
+        if gate_grad_clip:
+            dz = jnp.clip(dz, -gate_grad_clip, gate_grad_clip)
+        dh0 = matmul(dz[0], w0_t, matmul_dtype)  # [B, H]
+        dx = _bmatmul("lbn,lkn->lbk", dz[1:], ws, matmul_dtype)  # [L-1, B, 2H]
+        d_below = dx[..., :H] if d is None else dx[..., :H] * d  # to h of layers 0..L-2
+        dh_prev = jnp.concatenate([dh0[None], dx[..., H:]], axis=0)
+        dh_prev = dh_prev + jnp.concatenate([d_below, jnp.zeros_like(dh0)[None]], axis=0) + dh_pass
+        dc_prev = dcn * f + dc_pass
+        return (dh_prev, dc_prev), dz
+
+    (dh0, dc0), dz = jax.lax.scan(
+        step, (d_hT, d_cT), (d_top, gates, tcs, c_prev_all, wmask, drop), reverse=True, unroll=unroll
+    )
+    S, _, B, _ = dz.shape
+    rows = S * B
+    below = h_prev_all[:, :-1] if drop is None else h_prev_all[:, :-1] * drop
+    x_rest = jnp.concatenate([below, h_prev_all[:, 1:]], axis=-1)  # [S, L-1, B, 2H]
+    dz_rest = dz[:, 1:]
+    dw_stack = jnp.stack(
+        [matmul(x_rest[:, l].reshape(rows, 2 * H).T, dz_rest[:, l].reshape(rows, 4 * H), matmul_dtype)
+         for l in range(L - 1)]
+    )
+    dw_hid0 = matmul(h_prev_all[:, 0].reshape(rows, H).T, dz[:, 0].reshape(rows, 4 * H), matmul_dtype)
+    db_rest = dz_rest.sum(axis=(0, 2))
+    d_drop = None if drop is None else jnp.zeros_like(drop)
+    d_unit = None if unit_mask is None else jnp.zeros_like(unit_mask)
+    return (dw_hid0.astype(w_hid0.dtype), dw_stack.astype(w_stack.dtype), db_rest, dz[:, 0], dc0, dh0,
+            jnp.zeros_like(wmask), d_drop, d_unit)
+
+
+_wavefront.defvjp(_wavefront_fwd, _wavefront_bwd)
+
+
+def wavefront_scan(
+    layers: list[LSTMParams],
+    x_proj: Array,
+    carry: Carry,
+    mask: Array | None = None,
+    drop: Array | None = None,
+    unit_mask: Array | None = None,
+    gate_grad_clip: float = 0.0,
+    matmul_dtype: Any = jnp.float32,
+    unroll: int = 1,
+) -> tuple[Carry, Array]:
+    """Run all LSTM layers over time in one wavefront scan (see the section comment above).
+
+    Args:
+        layers: per layer (w_in, w_hid, bias); every layer has the same hidden size H and at
+            least two layers are needed. Layer 0's ``w_in`` and bias are already in ``x_proj``.
+        x_proj: [time, batch, 4H] layer 0's input projection plus bias.
+        carry: per layer (c, h), each [batch, H].
+        mask: [time, batch] 0 keeps the previous state (padding), or None.
+        drop: [L-1, time, batch, H] multipliers on each layer's output before the next layer
+            reads it (dropout, already scaled), or None.
+        unit_mask: [L, H] multipliers on h (ablation), or None.
+        gate_grad_clip: >0 clips the gradient into each gate pre-activation.
+        matmul_dtype: float32, or bfloat16 for bf16 matmul inputs with float32 accumulation.
+        unroll: lax.scan unroll.
+
+    Returns:
+        The final carry (per layer (c, h)) and the top layer's h over time [time, batch, H].
+    """
+    L = len(layers)
+    T, B = x_proj.shape[:2]
+    w_hid0 = layers[0].w_hid
+    w_stack = jnp.stack([jnp.concatenate([p.w_in, p.w_hid], axis=0) for p in layers[1:]])
+    b_rest = jnp.stack([p.bias for p in layers[1:]])
+    xp = jnp.pad(x_proj, [(0, L - 1), (0, 0), (0, 0)])
+    m = None if mask is None else (mask > 0).astype(x_proj.dtype)
+    wmask = _wave_masks(m, T, B, L)
+    d = None if drop is None else _skew(drop.astype(x_proj.dtype), L, first=1)
+    um = None if unit_mask is None else jnp.asarray(unit_mask, x_proj.dtype)
+    c0 = jnp.stack([c for c, _ in carry])
+    h0 = jnp.stack([h for _, h in carry])
+    top, c, h = _wavefront(w_hid0, w_stack, b_rest, xp, c0, h0, wmask, d, um, float(gate_grad_clip),
+                           matmul_dtype, int(unroll))
+    return tuple((c[l], h[l]) for l in range(L)), top[L - 1 :]
+
+
+SCHEDULES = ("auto", "layerwise", "wavefront")
+# What "auto" picks per platform. CPU: the layerwise scan, measured no slower than the
+# wavefront (benchmarks/RESULTS.md, issue 16): the step is GEMM-bound and the wavefront saves
+# loop bookkeeping only. GPU/TPU: not yet measured; the wavefront's T + L - 1 sequential steps
+# instead of L x T are what bound a small-batch recurrent loop there.
+AUTO_SCHEDULE = {"cpu": "layerwise", "gpu": "wavefront", "tpu": "wavefront"}
+
+
+def resolve_schedule(schedule: str, platform: str | None = None) -> str:
+    """The concrete schedule ("layerwise" or "wavefront") for ``schedule`` on ``platform``
+    (default: JAX's default backend)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"lstm_schedule must be one of {SCHEDULES}, not {schedule!r}")
+    if schedule != "auto":
+        return schedule
+    return AUTO_SCHEDULE.get(platform or jax.default_backend(), "layerwise")

@@ -13,7 +13,7 @@ from absl import logging
 from folkrnn_jax.data import batching
 from folkrnn_jax.data.mix import TrainingMix, load_training_mix
 from folkrnn_jax.errors import InputError
-from folkrnn_jax.model import folkrnn
+from folkrnn_jax.model import folkrnn, lstm
 from folkrnn_jax.training import checkpoints, parallel
 from folkrnn_jax.training.metrics import MetricsWriter
 from folkrnn_jax.training.state import Array, TrainState, create_train_state, current_learning_rate
@@ -75,6 +75,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise InputError("--config.num_epochs is 0 and --config.num_train_steps is 0: nothing to train")
     if config.get("learning_rate", 1.0) <= 0:
         raise InputError(f"--config.learning_rate must be positive, got {config.learning_rate}")
+    if config.get("lstm_schedule", "auto") not in lstm.SCHEDULES:
+        raise InputError(f"--config.lstm_schedule must be one of {', '.join(lstm.SCHEDULES)}, got {config.lstm_schedule!r}")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
