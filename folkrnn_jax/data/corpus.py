@@ -21,6 +21,7 @@ import concurrent.futures
 import csv
 import dataclasses
 import glob
+import io
 import json
 import os
 import re
@@ -66,17 +67,16 @@ def split_abc_text(text: str, name: str) -> Iterator[SourceTune]:
 def read_abc_path(path: str, label: str | None = None) -> Iterator[SourceTune]:
     """Tunes of an ``.abc`` file, or of every ``.abc`` file below a folder (sorted)."""
     if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "**", "*.abc"), recursive=True))
-        if not files:
+        paths = sorted(glob.glob(os.path.join(path, "**", "*.abc"), recursive=True))
+        if not paths:
             raise MissingFileError(f"no .abc files under {path}")
     elif os.path.exists(path):
-        files = [path]
+        paths = [path]
     else:
         raise MissingFileError(f"no such ABC file or folder: {path}")
     base = os.path.dirname(path.rstrip(os.sep)) if os.path.isdir(path) else os.path.dirname(path)
-    for file in files:
-        with open(file, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+    for file in paths:
+        text = files.read_text(file, "ABC file", declared_charset=True)
         name = os.path.relpath(file, base) if label is None else f"{label}/{os.path.relpath(file, path) if os.path.isdir(path) else os.path.basename(file)}"
         yield from split_abc_text(text, name)
 
@@ -107,14 +107,16 @@ def read_session_dump(path: str) -> Iterator[SourceTune]:
     if not os.path.exists(path):
         raise MissingFileError(f"no such file: {path}")
     if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            rows = json.load(f)
+        try:
+            rows = json.loads(files.read_text(path, "JSON file"))
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: line {error.lineno}, column {error.colno}: not JSON ({error.msg})") from None
         if not isinstance(rows, list):
             raise InputError(f"{path}: expected a JSON list of tune settings")
         numbered = enumerate(rows, start=1)
         label = "record"
     else:
-        with open(path, encoding="utf-8", newline="") as f:
+        with io.StringIO(files.read_text(path, "CSV file")) as f:
             # strict: an unclosed quote is an error at its line, not a field that silently
             # swallows the following rows.
             reader = csv.DictReader(f, strict=True)

@@ -7,13 +7,13 @@ A v2 file holds one tune per block, blocks separated by a blank line: an ``M:`` 
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from folkrnn_jax.errors import InputError, MissingFileError
+from folkrnn_jax import files
+from folkrnn_jax.errors import InputError
 from folkrnn_jax.music import abc_out, vocab
 
 
@@ -66,10 +66,7 @@ def _parse_block(block: list[tuple[int, str]], path: str, tune_number: int) -> l
 
 def read_v2_file(path: str) -> list[list[str]]:
     """Read a v2-format file; errors name the file and line."""
-    if not os.path.exists(path):
-        raise MissingFileError(f"data file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        return parse_v2_text(f.read(), path)
+    return parse_v2_text(files.read_text(path, "data file"), path)
 
 
 def encode_tunes(tunes: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -90,10 +87,7 @@ def format_v2(tunes_tokens: Iterable[Sequence[str]]) -> str:
 
 def read_tunes(path: str) -> list[list[str]]:
     """Tunes from a v2-format file or from an ABC file written by our sampler."""
-    if not os.path.exists(path):
-        raise MissingFileError(f"tunes file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = files.read_text(path, "tunes file")
     if re.search(r"^X:", text, re.MULTILINE):
         return abc_out.parse_abc_text(text, path)
     return parse_v2_text(text, path)

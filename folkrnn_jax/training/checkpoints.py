@@ -305,5 +305,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         raise MissingFileError(f"{path} not found: is {workdir} a folkrnn_jax run directory?")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    try:
+        return ml_collections.ConfigDict(json.loads(files.read_text(path, "run config")))
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: line {error.lineno}, column {error.colno}: not JSON ({error.msg})") from None

@@ -46,7 +46,10 @@ def load_sweep(path: str) -> dict:
         raise MissingFileError(f"sweep file not found: {path}")
     spec = importlib.util.spec_from_file_location("folkrnn_sweep_file", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:  # not UTF-8, or not Python: the file's fault, shown in one line
+        raise InputError(f"{path}: line {error.lineno}: {error.msg}") from None
     if not hasattr(module, "get_sweep"):
         raise InputError(f"{path}: a sweep file must define get_sweep()")
     return module.get_sweep()
