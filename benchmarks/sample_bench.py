@@ -51,6 +51,10 @@ flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: the number o
 flags.DEFINE_bool("bfloat16", False, "Also time ours with bfloat16 matmuls (float32 state), as "
                   "experiments.sample --matmul_dtype=bfloat16 runs it.")
 flags.DEFINE_bool("constrained", False, "Also time ours with constrain=True (structure-constrained sampling).")
+flags.DEFINE_bool("compare_schedules", False, "Also time ours with the model's lstm_schedule forced to "
+                  "'layerwise' (today's) and 'wavefront' in the same rounds (issue 16's before/after).")
+flags.DEFINE_bool("others", True, "Also time torch, the plain lax.scan sampler and numpy (False: ours only, "
+                  "e.g. 30,000 tunes on a GPU).")
 flags.DEFINE_float("pause", 0.5, "Seconds to sleep before each timing, so that timings do not follow each other's heat.")
 FLAGS = flags.FLAGS
 
@@ -222,9 +226,10 @@ def machine() -> str:
 
 def main(argv):
     del argv
-    import torch
+    if FLAGS.others:
+        import torch
 
-    torch.set_num_threads(FLAGS.torch_threads or os.cpu_count() or 1)
+        torch.set_num_threads(FLAGS.torch_threads or os.cpu_count() or 1)
     steps = FLAGS.steps
     batches = [int(b) for b in FLAGS.batches]
     model = FolkRNN(num_layers=L, hidden_size=H, dropout_rate=0.0)
@@ -232,41 +237,61 @@ def main(argv):
     runners = {}
     for b in batches:
         runners[("ours", b)] = make_ours(model, params, b, steps)
-        runners[("torch", b)] = make_torch(params, b, steps)
-        runners[("plain", b)] = make_plain(params, b, steps)
+        if FLAGS.others:
+            runners[("torch", b)] = make_torch(params, b, steps)
+            runners[("plain", b)] = make_plain(params, b, steps)
+        if FLAGS.compare_schedules:
+            for schedule in ("layerwise", "wavefront"):
+                runners[(schedule, b)] = make_ours(model.clone(lstm_schedule=schedule), params, b, steps)
         if FLAGS.constrained:
             runners[("constrained", b)] = make_ours(model, params, b, steps, constrain=True)
         if FLAGS.bfloat16:
             runners[("bfloat16", b)] = make_ours(model.clone(matmul_dtype="bfloat16"), params, b, steps)
-    numpy_run = make_numpy(params, steps)
-    original_run = make_numpy_original(params, steps)
+    numpy_run = make_numpy(params, steps) if FLAGS.others else None
+    original_run = make_numpy_original(params, steps) if FLAGS.others else None
     for runner in runners.values():  # compile / warm up
         runner(0)
-    numpy_run(0, 1)
-    original_run(0, 1)
     rates: dict = {k: [] for k in runners}
-    rates["numpy"] = []
-    rates["original"] = []
+    if FLAGS.others:
+        numpy_run(0, 1)
+        original_run(0, 1)
+        rates["numpy"] = []
+        rates["original"] = []
     for r in range(FLAGS.rounds):
         for (name, b), runner in runners.items():
             time.sleep(FLAGS.pause)
             start = time.perf_counter()
             jax.block_until_ready(runner(r + 1))
             rates[(name, b)].append(b * steps / (time.perf_counter() - start))
-        time.sleep(FLAGS.pause)
-        start = time.perf_counter()
-        numpy_run(r + 1, FLAGS.numpy_tunes)
-        rates["numpy"].append(FLAGS.numpy_tunes * steps / (time.perf_counter() - start))
-        time.sleep(FLAGS.pause)
-        start = time.perf_counter()
-        original_run(r + 1, FLAGS.numpy_tunes)
-        rates["original"].append(FLAGS.numpy_tunes * steps / (time.perf_counter() - start))
+        if FLAGS.others:
+            time.sleep(FLAGS.pause)
+            start = time.perf_counter()
+            numpy_run(r + 1, FLAGS.numpy_tunes)
+            rates["numpy"].append(FLAGS.numpy_tunes * steps / (time.perf_counter() - start))
+            time.sleep(FLAGS.pause)
+            start = time.perf_counter()
+            original_run(r + 1, FLAGS.numpy_tunes)
+            rates["original"].append(FLAGS.numpy_tunes * steps / (time.perf_counter() - start))
         print(f"round {r + 1}: " + ", ".join(
             f"{k if isinstance(k, str) else f'{k[0]}@{k[1]}'} {v[-1]:,.0f}" for k, v in rates.items()), flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"\nmachine: {machine()}; python {platform.python_version()}, jax {jax.__version__}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}")
+    print(f"\nmachine: {machine()}; python {platform.python_version()}, jax {jax.__version__} "
+          f"({jax.default_backend()}), numpy {np.__version__}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if FLAGS.others else ""))
     print(f"v2 3x512 random weights, {steps} tokens per tune, medians of {FLAGS.rounds} interleaved rounds\n")
+    if FLAGS.compare_schedules:
+        print("| batch | ours (auto) tok/s | lstm_schedule=layerwise tok/s | lstm_schedule=wavefront tok/s | "
+              "wavefront/layerwise |\n|---|---|---|---|---|")
+        for b in batches:
+            lw, wf = med[("layerwise", b)], med[("wavefront", b)]
+            print(f"| {b} | {med[('ours', b)]:,.0f} | {lw:,.0f} | {wf:,.0f} | {wf / lw:.2f} |")
+        print()
+    if not FLAGS.others:
+        print("| batch | ours tok/s | ours tunes/s |\n|---|---|---|")
+        for b in batches:
+            print(f"| {b} | {med[('ours', b)]:,.0f} | {med[('ours', b)] / steps:,.1f} |")
+        return
     print("| batch | ours tok/s | ours tunes/s | torch tok/s | numpy fused tok/s | numpy original tok/s "
           "| ours/torch | ours/numpy fused | ours/numpy original | ours/torch per round |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -42,6 +42,7 @@ import optax
 from absl import app, flags
 
 from experiments.configs import v2
+from folkrnn_jax.model.lstm import resolve_schedule
 from folkrnn_jax.training import loss as loss_lib
 from folkrnn_jax.training import state as state_lib
 from folkrnn_jax.training import steps as steps_lib
@@ -58,6 +59,9 @@ flags.DEFINE_integer("round_warmup", 1, "Untimed steps at the start of each roun
 flags.DEFINE_integer("unroll", 1, "lax.scan unroll of the LSTM time loop.")
 flags.DEFINE_boolean("fused_backward", True, "Hand-written LSTM backward pass (custom_vjp).")
 flags.DEFINE_string("matmul_dtype", "float32", "float32, or bfloat16 (GPU).")
+flags.DEFINE_enum("lstm_schedule", "auto", ["auto", "layerwise", "wavefront"], "LSTM scan schedule (ours).")
+flags.DEFINE_boolean("bf16", False, "Also time ours with bfloat16 matmuls and torch under bfloat16 autocast, "
+                     "in the same alternating rounds, and print bf16 ours vs torch float32 and vs torch bf16.")
 flags.DEFINE_integer("numerics_steps", 3, "Steps of the optimised vs reference loss comparison.")
 flags.DEFINE_enum("memory_only", None, ["jax", "torch"], "Internal: peak-memory subprocess.")
 flags.DEFINE_boolean("torch", True, "Also time PyTorch.")
@@ -65,7 +69,7 @@ flags.DEFINE_string("torch_device", "cpu", "PyTorch device: cpu, or cuda on a GP
 
 
 def bench_config(hidden_size=512, num_layers=3, batch_size=64, unroll=4, fused_backward=True,
-                 matmul_dtype="float32", dropout_rate=0.5):
+                 matmul_dtype="float32", dropout_rate=0.5, lstm_schedule="auto"):
     config = v2.get_config()
     config.hidden_size = hidden_size
     config.num_layers = num_layers
@@ -74,6 +78,7 @@ def bench_config(hidden_size=512, num_layers=3, batch_size=64, unroll=4, fused_b
     config.unroll = unroll
     config.matmul_dtype = matmul_dtype
     config.lr_decay = 1.0
+    config.lstm_schedule = lstm_schedule
     with config.unlocked():
         config.fused_backward = fused_backward
     return config
@@ -181,7 +186,13 @@ def gradient_difference(config, batch) -> float:
 # PyTorch
 
 
-def make_torch_step(hidden_size, num_layers, dropout_rate=0.5, device="cpu"):
+def make_torch_step(hidden_size, num_layers, dropout_rate=0.5, device="cpu", autocast_bf16=False,
+                    lr=0.003, clip=5.0):
+    """A PyTorch nn.LSTM training step (RMSprop, global-norm clipping, dropout after each layer);
+    with ``autocast_bf16`` the forward runs under ``torch.autocast(dtype=bfloat16)`` (float32
+    master weights and optimiser, as ours)."""
+    import contextlib
+
     import torch
 
     class TorchFolkRNN(torch.nn.Module):
@@ -197,7 +208,8 @@ def make_torch_step(hidden_size, num_layers, dropout_rate=0.5, device="cpu"):
 
     torch.manual_seed(0)
     net = TorchFolkRNN().to(device)
-    opt = torch.optim.RMSprop(net.parameters(), lr=0.003, alpha=0.9, eps=1e-3)
+    opt = torch.optim.RMSprop(net.parameters(), lr=lr, alpha=0.9, eps=1e-3)
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
 
     def to_torch(batch):
         x = torch.nn.functional.one_hot(torch.from_numpy(batch["inputs"].T.astype(np.int64)), 137).float()
@@ -207,14 +219,29 @@ def make_torch_step(hidden_size, num_layers, dropout_rate=0.5, device="cpu"):
     def step(tb):
         x, y, m = tb
         opt.zero_grad(set_to_none=True)
-        logits = net(x)
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, 137), y.reshape(-1), reduction="none")
+        with contextlib.ExitStack() as ctx:
+            if autocast_bf16:
+                if step.onednn_off:
+                    ctx.enter_context(torch.backends.mkldnn.flags(enabled=False))
+                ctx.enter_context(torch.autocast(device_type, dtype=torch.bfloat16))
+            try:
+                logits = net(x)
+            except RuntimeError as e:  # oneDNN has no bf16 LSTM primitive without avx512_bf16
+                if not autocast_bf16 or step.onednn_off or "primitive" not in str(e):
+                    raise
+                step.onednn_off = True
+                print("torch: oneDNN cannot run a bfloat16 LSTM here; autocast runs with oneDNN off "
+                      "(the LSTM then stays float32, the output layer runs in bfloat16)", flush=True)
+                return step(tb)
+        nll = torch.nn.functional.cross_entropy(logits.float().reshape(-1, 137), y.reshape(-1), reduction="none")
         loss = (nll * m.reshape(-1)).sum() / m.sum().clamp(min=1.0)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         opt.step()
         return float(loss.detach())  # waits for the device
 
+    step.net = net
+    step.onednn_off = False
     return step, to_torch
 
 
@@ -250,7 +277,7 @@ def _memory_only(which: str) -> None:
     out = {}
     if which == "jax":
         config = bench_config(FLAGS.hidden_size, FLAGS.num_layers, FLAGS.batch_size, FLAGS.unroll,
-                              FLAGS.fused_backward, FLAGS.matmul_dtype)
+                              FLAGS.fused_backward, FLAGS.matmul_dtype, lstm_schedule=FLAGS.lstm_schedule)
         model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 100)
         step = steps_lib.make_train_step(model, config.loss_normalization)
         jbatch = jax.device_put(batch)
@@ -284,7 +311,8 @@ def _subprocess_memory(which: str) -> dict:
             f"--batch_size={FLAGS.batch_size}", f"--seq_len={FLAGS.seq_len}",
             f"--hidden_size={FLAGS.hidden_size}", f"--num_layers={FLAGS.num_layers}",
             f"--unroll={FLAGS.unroll}", f"--fused_backward={FLAGS.fused_backward}",
-            f"--matmul_dtype={FLAGS.matmul_dtype}", f"--torch_device={FLAGS.torch_device}"]
+            f"--matmul_dtype={FLAGS.matmul_dtype}", f"--torch_device={FLAGS.torch_device}",
+            f"--lstm_schedule={FLAGS.lstm_schedule}"]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode:
         return {"error": proc.stderr[-500:]}
@@ -300,7 +328,7 @@ def main(argv):
     batches = [synthetic_batch(B, T, seed) for seed in range(2)]
     tokens = int(batches[0]["mask"].sum())
     config = bench_config(FLAGS.hidden_size, FLAGS.num_layers, B, FLAGS.unroll, FLAGS.fused_backward,
-                          FLAGS.matmul_dtype)
+                          FLAGS.matmul_dtype, lstm_schedule=FLAGS.lstm_schedule)
 
     model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 100)
     jax_step = steps_lib.make_train_step(model, config.loss_normalization)
@@ -317,36 +345,57 @@ def main(argv):
         tbatches = [to_torch(b) for b in batches]
         torch_step(tbatches[0])
 
-    def time_jax(state, n, offset):
+    def time_jax(step_fn, state, n, offset):
         for i in range(FLAGS.round_warmup):
-            state, loss = jax_step(state, jbatches[i % 2], jax.random.PRNGKey(offset - 1 - i))
+            state, loss = step_fn(state, jbatches[i % 2], jax.random.PRNGKey(offset - 1 - i))
         if FLAGS.round_warmup:
             loss.block_until_ready()
         t = time.perf_counter()
         for i in range(n):
-            state, loss = jax_step(state, jbatches[i % 2], jax.random.PRNGKey(offset + i))
+            state, loss = step_fn(state, jbatches[i % 2], jax.random.PRNGKey(offset + i))
         loss.block_until_ready()
         return state, tokens * n / (time.perf_counter() - t)
 
-    def time_torch(n):
+    def time_torch(step_fn, n):
         for i in range(FLAGS.round_warmup):
-            torch_step(tbatches[i % 2])
+            step_fn(tbatches[i % 2])
         t = time.perf_counter()
         for i in range(n):
-            torch_step(tbatches[i % 2])
+            step_fn(tbatches[i % 2])
         return tokens * n / (time.perf_counter() - t)
 
-    jax_rates, torch_rates, ratios = [], [], []
-    for r in range(FLAGS.rounds):
-        state, jr = time_jax(state, FLAGS.steps, 1000 * (r + 1))
-        jax_rates.append(jr)
+    bf16 = {}
+    if FLAGS.bf16:
+        bf16_config = config.copy_and_resolve_references()
+        bf16_config.matmul_dtype = "bfloat16"
+        bf16_model, bf16_state = state_lib.create_train_state(bf16_config, jax.random.PRNGKey(0), 100)
+        bf16["jax_step"] = steps_lib.make_train_step(bf16_model, config.loss_normalization)
+        bf16["state"], loss = bf16["jax_step"](bf16_state, jbatches[0], jax.random.PRNGKey(0))
         if FLAGS.torch:
-            tr = time_torch(FLAGS.steps)
-            torch_rates.append(tr)
+            bf16["torch_step"], _ = make_torch_step(FLAGS.hidden_size, FLAGS.num_layers, device=FLAGS.torch_device,
+                                                    autocast_bf16=True)
+            bf16["torch_step"](tbatches[0])
+
+    rates = {"jax": [], "torch": [], "jax_bf16": [], "torch_bf16": []}
+    ratios = []
+    for r in range(FLAGS.rounds):
+        state, jr = time_jax(jax_step, state, FLAGS.steps, 1000 * (r + 1))
+        rates["jax"].append(jr)
+        line = f"round {r}: jax {jr:.0f} tok/s"
+        if FLAGS.torch:
+            tr = time_torch(torch_step, FLAGS.steps)
+            rates["torch"].append(tr)
             ratios.append(jr / tr)
-            print(f"round {r}: jax {jr:.0f} tok/s, torch {tr:.0f} tok/s, ratio {jr / tr:.2f}", flush=True)
-        else:
-            print(f"round {r}: jax {jr:.0f} tok/s", flush=True)
+            line += f", torch {tr:.0f} tok/s, ratio {jr / tr:.2f}"
+        if bf16:
+            bf16["state"], br = time_jax(bf16["jax_step"], bf16["state"], FLAGS.steps, 1000 * (r + 1))
+            rates["jax_bf16"].append(br)
+            line += f"; bf16: jax {br:.0f}"
+            if FLAGS.torch:
+                rates["torch_bf16"].append(time_torch(bf16["torch_step"], FLAGS.steps))
+                line += f", torch autocast {rates['torch_bf16'][-1]:.0f}"
+        print(line, flush=True)
+    jax_rates, torch_rates = rates["jax"], rates["torch"]
 
     diffs = compare_with_reference(config, jbatches, FLAGS.numerics_steps, per_step=True)
     grad_diff = gradient_difference(config, jbatches[0])
@@ -371,6 +420,19 @@ def main(argv):
         print(f"| torch nn.LSTM | {statistics.median(torch_rates):.0f} | {', '.join(f'{x:.0f}' for x in torch_rates)} | "
               f"{mem_torch.get('peak_above_start_mb', float('nan')):.0f} |")
         print(f"\nratio jax/torch: median {statistics.median(ratios):.2f} (per round {', '.join(f'{x:.2f}' for x in ratios)})")
+    if bf16:
+        med = {k: statistics.median(v) for k, v in rates.items() if v}
+        print("\n| contender | tokens/s (median) | per-round |")
+        print("|---|---|---|")
+        for k, v in rates.items():
+            if v:
+                print(f"| {k} | {med[k]:.0f} | {', '.join(f'{x:.0f}' for x in v)} |")
+        print(f"\nratios of medians: ours f32 / torch f32 {med['jax'] / med.get('torch', float('nan')):.2f}; "
+              f"ours bf16 / torch f32 {med['jax_bf16'] / med.get('torch', float('nan')):.2f}; "
+              f"ours bf16 / torch bf16 autocast {med['jax_bf16'] / med.get('torch_bf16', float('nan')):.2f}; "
+              f"ours bf16 / ours f32 {med['jax_bf16'] / med['jax']:.2f}")
+    print(f"lstm_schedule {FLAGS.lstm_schedule} (resolved: {resolve_schedule(FLAGS.lstm_schedule)}), load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"numerics: |loss(optimised) - loss(reference)| per step: {', '.join(f'{d:.1e}' for d in diffs)}; "
           f"max |grad difference| at step 0: {grad_diff:.1e}")
     print(f"peak RSS of a 2-step run in its own process (MB): jax {mem_jax.get('peak_rss_mb', float('nan')):.0f}"

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from folkrnn_jax.model.folkrnn import FolkRNN, count_params
 from folkrnn_jax.music import vocab
@@ -52,8 +53,9 @@ def test_default_parameter_count():
     assert (model.num_layers, model.hidden_size, model.vocab_size, model.dropout_rate) == (3, 512, 137, 0.5)
 
 
-def test_matches_numpy_blog_equations_full_size():
-    model = FolkRNN()
+@pytest.mark.parametrize("schedule", ["layerwise", "wavefront"])
+def test_matches_numpy_blog_equations_full_size(schedule):
+    model = FolkRNN(lstm_schedule=schedule)
     tokens = np.array([vocab.START_ID, 104, 86, 64, 53, 71, 48, 59])
     params = model.init(jax.random.PRNGKey(1), jnp.zeros((1, 2), jnp.int32))["params"]
     # Non-zero biases so that every term of the equations is exercised.

@@ -15,9 +15,9 @@ def _batch(batch_size=4, seq_len=12, seed=0):
     return jax.device_put(train_bench.synthetic_batch(batch_size, seq_len, seed))
 
 
-@pytest.mark.parametrize("unroll", [1, 3])
-def test_optimised_step_matches_reference_step(unroll):
-    config = train_bench.bench_config(hidden_size=32, num_layers=2, batch_size=4, unroll=unroll)
+@pytest.mark.parametrize("unroll,schedule", [(1, "layerwise"), (3, "layerwise"), (1, "wavefront")])
+def test_optimised_step_matches_reference_step(unroll, schedule):
+    config = train_bench.bench_config(hidden_size=32, num_layers=2, batch_size=4, unroll=unroll, lstm_schedule=schedule)
     batches = [_batch(seed=s) for s in range(2)]
     diff = train_bench.compare_with_reference(config, batches, steps=4)
     assert diff < 1e-5
