@@ -15,6 +15,7 @@ import sys
 from absl import flags
 
 from experiments import cli
+from folkrnn_jax.generate import prefix as prefix_lib
 from folkrnn_jax.serve import book, engine
 
 FLAGS = flags.FLAGS
@@ -25,7 +26,8 @@ flags.DEFINE_float("temperature", 1.0, "Softmax temperature.")
 flags.DEFINE_string("prefix", "", "Tokens (or ABC) every tune starts with.")
 flags.DEFINE_string("meter", None, "Meter, e.g. 6/8 (default: the model chooses).")
 flags.DEFINE_string("mode", None, "maj, min, dor or mix (default: the model chooses).")
-flags.DEFINE_string("key", None, "Root to write the tunes in (C, Db, D ... B).")
+flags.DEFINE_string("key", None, "Root to write the tunes in (C, Db, D ... B; default: the K: of an ABC "
+                    "--prefix, else C).")
 flags.DEFINE_integer("top_k", 0, "Sample among the k most probable tokens (0: off).")
 flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (1: off).")
 flags.DEFINE_bool("constrain", True, "Only tunes that pass the structure checks.")
@@ -40,7 +42,8 @@ def main(argv):
     models = engine.load_models([FLAGS.workdir] if FLAGS.workdir else [])
     loaded = models[-1] if FLAGS.workdir else models[0]
     settings = engine.TuneSettings(
-        model=loaded.name, seed=FLAGS.seed, meter=FLAGS.meter, mode=FLAGS.mode, key=FLAGS.key,
+        model=loaded.name, seed=FLAGS.seed, meter=FLAGS.meter, mode=FLAGS.mode,
+        key=FLAGS.key if FLAGS.key is not None else prefix_lib.prefix_key(FLAGS.prefix),
         prefix=FLAGS.prefix, temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
         constrain=FLAGS.constrain, max_length=FLAGS.max_length,
     )

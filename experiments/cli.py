@@ -11,11 +11,34 @@ import sys
 from absl import app, flags, logging
 
 from folkrnn_jax.errors import UserError
+from folkrnn_jax.generate import prefix as prefix_lib
 
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 # Modules whose INFO lines are the tool's own (progress, what was written); everything else
 # (orbax, jax, etils) shows only warnings and errors unless --verbosity is given.
 OWN_MODULES = ("folkrnn_jax", "experiments")
+
+
+class TokenListParser(flags.ArgumentParser):
+    """v2 tokens separated by spaces; the comma-separated form where unambiguous (see
+    ``folkrnn_jax.generate.prefix.parse_token_list``)."""
+
+    def parse(self, argument):
+        if isinstance(argument, (list, tuple)):
+            return list(argument)
+        try:
+            return prefix_lib.parse_token_list(argument)
+        except UserError as error:  # absl reports a ValueError as a bad flag value, in one line
+            raise ValueError(error.message) from None
+
+    def flag_type(self) -> str:
+        return "v2 tokens"
+
+
+def define_tokens(name: str, default: list[str], help_text: str) -> None:
+    """A flag holding v2 tokens (``--mask_tokens="B, =A, |:"``): absl's ``DEFINE_list`` splits
+    at every comma, so it cannot take tokens such as ``B,``."""
+    flags.DEFINE(TokenListParser(), name, default, help_text, serializer=flags.ListSerializer(" "))
 
 
 def _fail(message: str) -> None:

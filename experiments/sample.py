@@ -15,6 +15,7 @@ from absl import flags, logging
 
 from experiments import cli
 from folkrnn_jax.errors import InputError
+from folkrnn_jax.generate import prefix as prefix_lib
 from folkrnn_jax.generate import sampler
 from folkrnn_jax.music import output as output_lib
 from folkrnn_jax.music import structure, tools, transpose
@@ -29,14 +30,18 @@ flags.DEFINE_float("temperature", 1.0, "Softmax temperature.")
 flags.DEFINE_integer("seed", 0, "RNG seed: the same seed gives the same tunes.")
 flags.DEFINE_string("prefix", "", "Tokens every tune starts with, e.g. 'M:6/8 K:Cdor'; '*' is a "
                     "position the model fills. ABC text such as 'M:6/8 K:Dmix |: A>B c2' is also "
-                    "accepted (converted to v2 tokens, transposed to C).")
+                    "accepted: the model sees it transposed to C and the tunes are written in its "
+                    "key (D here) unless --key says otherwise. In ABC 'Bb' is the notes B and b, so "
+                    "it is refused: B-flat is _B. A word that is neither a v2 token nor ABC is an error.")
 flags.DEFINE_string("meter", None, "Meter header, e.g. 6/8 (M:6/8 after <s>).")
 flags.DEFINE_string("mode", None, "Mode header: maj, min, dor or mix (K:Cmaj ... after <s>).")
 flags.DEFINE_string("key", None, "Write the tunes with this root (C, Db, D, ... B), keeping each "
-                    "tune's mode; default C.")
+                    "tune's mode; default: the K: of an ABC --prefix, else C.")
 flags.DEFINE_integer("top_k", 0, "Sample only among the k most probable tokens (0: off).")
 flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: the most probable tokens up to this mass (1: off).")
-flags.DEFINE_list("mask_tokens", [], "Tokens never to emit, comma-separated, e.g. '|:,:|'.")
+cli.define_tokens("mask_tokens", [], "v2 tokens never to emit, separated by spaces, e.g. "
+                  "--mask_tokens='B, =A, |:' (the tokens below C hold a comma); the old comma "
+                  "form '|:,:|' is read where it is unambiguous.")
 flags.DEFINE_bool("valid_only", False, "Keep sampling until --num_tunes tunes pass the structure checks.")
 flags.DEFINE_enum("matmul_dtype", None, ["float32", "bfloat16"], "Matmul precision for sampling (default: "
                   "the run's). bfloat16 keeps float32 state and accumulation; faster on CPUs with "
@@ -57,8 +62,10 @@ flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg) to write (
 
 def main(argv):
     del argv
-    if FLAGS.key is not None:
-        transpose.parse_root(FLAGS.key)  # a bad --key fails before sampling
+    # An ABC prefix typed in D comes back in D: its K: is the default key of the output.
+    key = FLAGS.key if FLAGS.key is not None else prefix_lib.prefix_key(FLAGS.prefix)
+    if key is not None:
+        transpose.parse_root(key)  # a bad --key fails before sampling
     if FLAGS.format == "svg":
         tools.require("abcm2ps")  # so does a missing abcm2ps
     model, params, step = runs.load_run(FLAGS.workdir)
@@ -98,7 +105,7 @@ def main(argv):
     default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
     # The shipped model's folder is not a place for samples: they go to the current folder.
     output = FLAGS.output or (os.path.join(FLAGS.workdir, default) if FLAGS.workdir else default)
-    written = output_lib.write_tunes(many.tunes, titles, output, FLAGS.format, key=FLAGS.key)
+    written = output_lib.write_tunes(many.tunes, titles, output, FLAGS.format, key=key)
     passing = sum(structure.is_valid_tune(t) for t in many.tunes)
     print(f"{passing} of {len(many.tunes)} tunes ({100.0 * passing / max(1, len(many.tunes)):.1f}%) "
           f"pass the structure checks; {many.sampled} sampled, {many.truncated} of those kept reached "
