@@ -47,7 +47,7 @@ def test_abc_round_trip():
     assert abc_out.parse_abc_text(abc_out.tunes_to_abc(training)) == training
     # Invalid sampled tunes (stray durations) read back as written, not as 'c22'.
     odd = [["M:4/4", "K:Cmaj", "c", "2", "2", "d", "/2", "2>", "e", "<", ">", "f", "3/2", "/2", "|"]]
-    assert "c2 2d/2 2>e< >f3/2 /2" in abc_out.tunes_to_abc(odd)
+    assert "c2 2 d/2 2>e< >f3/2 /2" in abc_out.tunes_to_abc(odd)
     assert abc_out.parse_abc_text(abc_out.tunes_to_abc(odd)) == odd
 
 

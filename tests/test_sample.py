@@ -63,7 +63,7 @@ def test_unknown_prefix_token_one_line_error(trained_run, tmp_path):
 def test_tokens_to_abc_headers():
     abc = abc_out.tokens_to_abc(["<s>", "M:3/4", "K:Cmix", "c", "2", "d", "|", "e", "4", ":|", "</s>"], index=7)
     assert abc.splitlines()[:5] == ["X:7", "T:folkrnn_jax tune 7", "M:3/4", "L:1/8", "K:Cmix"]
-    assert abc.splitlines()[5] == "c2d | e4 :|"
+    assert abc.splitlines()[5] == "c2 d | e4 :|"
 
 
 # ---------------------------------------------------------------------------------------------

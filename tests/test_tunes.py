@@ -53,7 +53,7 @@ def _notes(abc, letter_octave):
 def test_parse_root_and_key_fields():
     assert [transpose.parse_root(r)[1] for r in ROOTS] == list(SHIFTS)
     abc = abc_out.tokens_to_abc("<s> M:6/8 K:Cdor G A B c".split(), key="D")
-    assert "K:Ddor" in abc.splitlines() and abc.splitlines()[-1] == "ABcd"
+    assert "K:Ddor" in abc.splitlines() and abc.splitlines()[-1] == "ABc d"
     assert "K:Em" in abc_out.tokens_to_abc("<s> K:Cmin c".split(), key="E")
     assert "K:C#m" in abc_out.tokens_to_abc("<s> K:Cmin c".split(), key="Db")  # not 8 flats
     assert "K:Bbmix" in abc_out.tokens_to_abc("<s> K:Cmix c".split(), key="Bb")
