@@ -52,7 +52,7 @@ def _train_args(workdir) -> list[str]:
     ]
 
 
-@pytest.mark.slow  # two training processes: about 47 s of CPU; the lock alone is tested above
+@pytest.mark.slow  # two training processes, beyond the default suite's budget; the lock alone is tested above
 def test_two_real_trainings_on_one_workdir(tmp_path):
     """Two real training processes: the second, started while the first trains, exits with one
     line naming the workdir and its lock; the first finishes with every step logged once."""
