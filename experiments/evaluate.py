@@ -1,73 +1,67 @@
-"""Evaluate a run: validation NLL and generated-vs-training tune statistics, as JSON, Markdown
-and PNG plots.
+"""Evaluate a model (its report card): validation NLL, and tunes sampled freely and with
+--constrain beside the training split and folk-rnn v2's published figures, as report.md (the
+table), report.json and PNG plots in --output_dir.
 
-python -m experiments.evaluate --workdir=runs/tiny --output=runs/tiny/eval
-python -m experiments.evaluate --workdir=runs/tiny --samples=runs/tiny/samples.abc \
-    --data=data/folk_corpus.txt --output=runs/tiny/eval
+python -m experiments.evaluate                      # the shipped model: 1,000 free + 1,000 constrained
+python -m experiments.evaluate --num_tunes=200 --output_dir=eval
+python -m experiments.evaluate --constrain          # constrained sampling only (--modes=constrained)
+python -m experiments.evaluate --workdir=runs/tiny --samples=runs/tiny/samples.abc
 
-Without --samples, --num_tunes tunes are sampled from the run's latest checkpoint. --samples
-takes a v2-format file or an ABC file written by experiments.sample. The training side is
-every tune of --data (default: the run's config data_path).
+--samples takes a v2-format file or an ABC file written by experiments.sample instead of
+sampling. The training column is the training split of the run's data (the tunes it trained
+on, without its validation tunes); --data replaces the run's data_path.
 """
 
-import jax
 from absl import flags, logging
 
 from experiments import cli
 from folkrnn_jax.analysis import novelty as novelty_lib
 from folkrnn_jax.analysis import report as report_lib
-from folkrnn_jax.analysis import statistics as statistics_lib
-from folkrnn_jax.data import v2_format
-from folkrnn_jax.generate import sampler
-from folkrnn_jax.music import vocab
-from folkrnn_jax.training import checkpoints
-from folkrnn_jax.training import runs as runs_lib
+from folkrnn_jax.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "workdir", None, "Run directory or model folder (default: the shipped model, models/default)."
 )
-flags.DEFINE_string("samples", None, "Generated tunes (v2 format or our ABC); default: sample them.")
-flags.DEFINE_string("data", None, "Training tunes in v2 format (default: the run's data_path).")
-flags.DEFINE_string("output", None, "Report directory (default: WORKDIR/eval, or ./eval for the shipped model).")
-flags.DEFINE_integer("num_tunes", 200, "Tunes to sample when --samples is absent.")
-flags.DEFINE_float("temperature", 1.0, "Sampling temperature when --samples is absent.")
-flags.DEFINE_integer("seed", 0, "Sampling seed when --samples is absent.")
+flags.DEFINE_string("samples", None, "Generated tunes (v2 format or our ABC) to report instead of sampling.")
+flags.DEFINE_string("data", None, "Training data, one v2 file or several comma-separated (default: the run's "
+                    "data_path); its training split is the training column.")
+flags.DEFINE_string("output_dir", None, "Report folder (default: WORKDIR/eval, or ./eval for the shipped model).")
+flags.DEFINE_alias("output", "output_dir")
+flags.DEFINE_list("modes", list(report_lib.SAMPLING_MODES), "Sampling modes, one column each: free, "
+                  "constrained, or both (free,constrained).")
+flags.DEFINE_bool("constrain", False, "Sample with the structure constraint only (--modes=constrained).")
+flags.DEFINE_integer("num_tunes", 1000, "Tunes to sample in each mode.")
+flags.DEFINE_float("temperature", 1.0, "Sampling temperature.")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_integer("max_length", 1000, "Maximum tokens per sampled tune.")
 flags.DEFINE_integer("novelty_threshold", novelty_lib.DEFAULT_NOVELTY_THRESHOLD,
                      "Flag generated tunes sharing this many consecutive tokens with a training tune.")
-flags.DEFINE_bool("validation", True, "Compute the validation NLL of the checkpoint.")
+flags.DEFINE_integer("abc2midi_training_tunes", 1000, "Training tunes (a fixed random subset) that abc2midi checks.")
+flags.DEFINE_integer("abc2midi_workers", 2, "abc2midi processes run at once (one per tune).")
+flags.DEFINE_bool("validation", True, "Compute the validation NLL of the model.")
 
 
 def main(argv):
     del argv
-    workdir = runs_lib.resolve(FLAGS.workdir)
-    config = checkpoints.load_config(workdir)
-    data_path = FLAGS.data or config.data_path
-    training = v2_format.read_v2_file(data_path)
-    report = {"data_path": data_path, "workdir": workdir}
-    if FLAGS.validation:
-        report["validation"] = report_lib.validation_metrics(workdir, FLAGS.data)
-        logging.info("validation: %s", report["validation"])
-    if FLAGS.samples:
-        generated = v2_format.read_tunes(FLAGS.samples)
-        report["samples"] = FLAGS.samples
-    else:
-        model, params, step = runs_lib.load_run(workdir)
-        result = sampler.sample_tunes(
-            model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, (),
-            FLAGS.temperature, FLAGS.max_length,
-        )
-        generated = [
-            [t for t in result.tokens(i) if t not in (vocab.START, vocab.END)] for i in range(FLAGS.num_tunes)
-        ]
-        report["samples"] = {"step": step, "num_tunes": FLAGS.num_tunes, "seed": FLAGS.seed,
-                             "temperature": FLAGS.temperature, "truncated": int(result.truncated.sum())}
-    report["training"] = statistics_lib.corpus_statistics(training)
-    report["generated"] = statistics_lib.corpus_statistics(generated)
-    report["novelty"] = novelty_lib.novelty(generated, training, FLAGS.novelty_threshold)
-    paths = report_lib.write_report(report, FLAGS.output or (f"{FLAGS.workdir}/eval" if FLAGS.workdir else "eval"))
-    logging.info("wrote %s and %s", paths["markdown"], paths["json"])
+    modes = tuple(FLAGS.modes)
+    if FLAGS.constrain:
+        if FLAGS["modes"].present and modes != ("constrained",):
+            raise InputError("--constrain means --modes=constrained; give one of them")
+        modes = ("constrained",)
+    unknown = [m for m in modes if m not in report_lib.SAMPLING_MODES]
+    if unknown or not modes:
+        raise InputError(f"--modes={','.join(modes)}: choose from {', '.join(report_lib.SAMPLING_MODES)}")
+    options = report_lib.EvaluateOptions(
+        modes=modes, num_tunes=FLAGS.num_tunes, temperature=FLAGS.temperature, seed=FLAGS.seed,
+        max_length=FLAGS.max_length, samples=FLAGS.samples, data=FLAGS.data, validation=FLAGS.validation,
+        novelty_threshold=FLAGS.novelty_threshold, abc2midi_training=FLAGS.abc2midi_training_tunes,
+        abc2midi_workers=FLAGS.abc2midi_workers,
+    )
+    report = report_lib.evaluate_model(FLAGS.workdir, options, log=logging.info)
+    output = FLAGS.output_dir or (f"{FLAGS.workdir}/eval" if FLAGS.workdir else "eval")
+    paths = report_lib.write_report(report, output)
+    print(f"wrote {paths['markdown']}, {paths['json']} and {len(paths['images'])} plots", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Statistics of a set of tunes, after the folk-rnn v2 comparison of 30,000 generated with
-23,635 training tunes: meter and mode shares, tune lengths, pitch and pitch-class histograms
-per mode, the share of bars that fit the meter, tunes with repeat/ending/bracket errors, and
-bar-line patterns (distinct count, share of the 15 commonest, share of AABB with 8-bar parts).
+23,635 training tunes: meter and mode shares (with "other" and "missing", so that each adds up
+to 1), tune lengths, pitch and pitch-class histograms per mode (pitch classes named as a
+player spells them in that mode), the share of bars that fit the meter, tunes with
+repeat/ending/bracket errors, and bar-line patterns (distinct count, share of the 15
+commonest, share of AABB with 8-bar parts).
 """
 
 from __future__ import annotations
@@ -13,7 +15,34 @@ import numpy as np
 
 from folkrnn_jax.music import pitch, structure, vocab
 
-PITCH_CLASSES = ("C", "^C", "D", "^D", "E", "F", "^F", "G", "^G", "A", "^A", "B")
+# Pitch-class names in the flat modes (minor, dorian, mixolydian: their signatures have flats)
+# and in major, where the raised fourth and leading notes are sharps and the borrowed third,
+# sixth and seventh flats, as a player reads them.
+FLAT_PITCH_CLASSES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+MAJOR_PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+# Share keys beside the listed headers: a header token not listed, and no header at all.
+OTHER, MISSING = "other", "missing"
+
+
+def pitch_class_names(mode: str | None) -> tuple[str, ...]:
+    """The 12 pitch classes of C-rooted ``mode`` (``"K:Cmin"``) named for that mode: flats in
+    a mode whose key signature has flats (``K:Cmin`` gives ``Eb``, ``Ab``, ``Bb``), else the
+    major spelling (``C#``, ``Eb``, ``F#``, ``Ab``, ``Bb``).
+
+    Args:
+      mode: a v2 mode token, or None (read as major).
+
+    Returns:
+      12 names, index = semitones above C.
+    """
+    signature = pitch.V2_SIGNATURES.get(mode or "K:Cmaj", {})
+    return FLAT_PITCH_CLASSES if any(alter < 0 for alter in signature.values()) else MAJOR_PITCH_CLASSES
+
+
+def pitch_name(midi_number: int, mode: str | None) -> str:
+    """Scientific pitch name of a MIDI number spelled for ``mode`` (60 in K:Cmin: ``C4``, 63:
+    ``Eb4``)."""
+    return f"{pitch_class_names(mode)[midi_number % 12]}{midi_number // 12 - 1}"
 
 
 def midi_pitch(token: str, mode: str | None) -> int | None:
@@ -28,12 +57,27 @@ def pitch_class(token: str, mode: str | None) -> int | None:
 
 
 def _share(counter: collections.Counter, keys: Sequence[str], total: int) -> dict[str, float]:
-    return {k: counter.get(k, 0) / total if total else 0.0 for k in keys}
+    """Shares of ``keys``, then ``other`` (every other key but ``missing``) and ``missing``:
+    they add up to 1 (0 for no tunes)."""
+    other = sum(c for k, c in counter.items() if k not in keys and k != MISSING)
+    shares = {k: counter.get(k, 0) for k in keys}
+    shares.update({OTHER: other, MISSING: counter.get(MISSING, 0)})
+    return {k: c / total if total else 0.0 for k, c in shares.items()}
 
 
 def corpus_statistics(tunes: Sequence[Sequence[str]], top_patterns: int = 15) -> dict[str, Any]:
-    """The comparison table's statistics for one set of tunes (tokens without ``<s>``/``</s>``
-    or with them; lengths count the header and body tokens only)."""
+    """The comparison table's statistics for one set of tunes.
+
+    Args:
+      tunes: token lists, with or without ``<s>``/``</s>``.
+      top_patterns: how many of the commonest bar-line patterns to count and list.
+
+    Returns:
+      A JSON-ready dict: counts and shares of meters and modes (shares with ``other`` and
+      ``missing``, adding up to 1), lengths (header and body tokens), pitch and pitch-class
+      histograms per mode with the pitch-class names, bar and structure checks, bar-line
+      patterns and part structures.
+    """
     n = len(tunes)
     meters, modes, lengths = collections.Counter(), collections.Counter(), []
     patterns, parts = collections.Counter(), collections.Counter()
@@ -44,8 +88,8 @@ def corpus_statistics(tunes: Sequence[Sequence[str]], top_patterns: int = 15) ->
     valid = 0
     for tune in tunes:
         meter, mode, body = vocab.split_header(tune)
-        meters[meter or "none"] += 1
-        modes[mode or "none"] += 1
+        meters[meter or MISSING] += 1
+        modes[mode or MISSING] += 1
         lengths.append(len(body) + (meter is not None) + (mode is not None))
         patterns[structure.bar_line_pattern(tune)] += 1
         ps = structure.part_structure(tune)
@@ -84,6 +128,7 @@ def corpus_statistics(tunes: Sequence[Sequence[str]], top_patterns: int = 15) ->
         "pitch_class_histogram_by_mode": {
             m: [c.get(i, 0) for i in range(12)] for m, c in pc_by_mode.items()
         },
+        "pitch_class_names_by_mode": {m: list(pitch_class_names(m)) for m in pc_by_mode},
         "bars": bars_total,
         "bars_fitting_meter_share": bars_fit / bars_total if bars_total else 0.0,
         "tunes_with_problems": {k: kinds.get(k, 0) for k in ("header", "repeats", "tokens", "bars")},
