@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from folkrnn_jax.analysis import probes
+from folkrnn_jax.analysis import plots, probes
 from folkrnn_jax.music import vocab
 from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module, train_fixture_run
@@ -104,3 +104,28 @@ def test_bar_placement_measures():
     assert probes.bar_probability(probs, targets) == pytest.approx(0.9)
     probs[2] = probs[0]
     assert probes.bar_placement_accuracy(probs, targets) == 0.5
+
+
+def test_heatmap_has_colour_bar_token_labels_and_wrapped_title():
+    plt = plots.pyplot()
+    fig, ax = plt.subplots()
+    tokens = ["<s>", "M:4/4", "K:Cmaj", "G", "A", "|"]
+    plots.heatmap(fig, ax, np.eye(len(tokens)), title="a title long enough to need a second line in the panel",
+                  colorbar_label="cosine similarity", x_labels=tokens, y_labels=tokens)
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "cosine similarity"  # the colour bar
+    assert [t.get_text() for t in ax.get_xticklabels()] == tokens
+    assert "\n" in ax.get_title()
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    plots.no_data(ax)
+    assert [t.get_text() for t in ax.texts] == ["no data"] and not ax.get_xticks().size
+    plt.close(fig)
+
+
+def test_musical_order_groups_the_vocabulary():
+    order = [vocab.TOKENS[i] for i in plots.musical_order()]
+    assert sorted(order) == sorted(vocab.TOKENS)
+    assert order[:2] == ["<s>", "</s>"] and order[2:9] == list(vocab.METER_TOKENS)
+    pitches = [t for t in order if vocab.is_pitch(t)]
+    assert order.index(pitches[0]) + len(pitches) - 1 == order.index(pitches[-1])  # together
+    assert pitches.index("C,") < pitches.index("C") < pitches.index("c") < pitches.index("c'")

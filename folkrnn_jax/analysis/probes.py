@@ -22,7 +22,7 @@ import numpy as np
 
 from folkrnn_jax import files
 from folkrnn_jax.analysis import plots
-from folkrnn_jax.data import v2_format
+from folkrnn_jax.data import mix, v2_format
 from folkrnn_jax.generate import prefix as prefix_lib
 from folkrnn_jax.generate import sampler
 from folkrnn_jax.model.folkrnn import FolkRNN
@@ -100,13 +100,14 @@ def run_record(workdir: str, output: str, seed: int = 0) -> list[str]:
     rec = record(model, params, tokens)
     paths = [save_record(os.path.join(output, "record.npz"), rec, tokens)]
     plt = plots.pyplot()
-    fig, axes = plt.subplots(model.num_layers, 1, figsize=(10, 2.2 * model.num_layers), squeeze=False)
+    fig, axes = plt.subplots(model.num_layers, 1, figsize=(max(10, 0.13 * len(tokens)), 2.8 * model.num_layers),
+                             squeeze=False)
     for j in range(model.num_layers):
-        h = rec[f"layer_{j}/h"]
-        axes[j, 0].imshow(h.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-        axes[j, 0].set_ylabel(f"layer {j} units")
-    axes[-1, 0].set_xlabel("token position")
-    axes[0, 0].set_title("hidden states over a generated tune")
+        plots.heatmap(fig, axes[j, 0], rec[f"layer_{j}/h"].T, title=f"Layer {j} hidden state h over a generated tune",
+                      colorbar_label="h", vmin=-1, vmax=1, ylabel="unit",
+                      x_labels=tokens if j == model.num_layers - 1 else None,
+                      xlabel="input token" if j == model.num_layers - 1 else "", max_labels=400)
+    plots.label_ticks(axes[-1, 0], tokens, "x", max_labels=400, fontsize=7)
     paths.append(plots.save_figure(fig, os.path.join(output, "record_hidden.png")))
     summary = {
         "tokens": tokens,
@@ -135,16 +136,25 @@ def run_softmax(workdir: str, output: str, seed: int = 0) -> list[str]:
     _, params, _ = runs.load_run(workdir)
     result = softmax_analysis(params)
     plt = plots.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig = plt.figure(figsize=(22, 8))
+    grid = fig.add_gridspec(1, 2, width_ratios=(3, 1))
     order = np.argsort(result["bias"])[::-1]
-    axes[0].bar(np.arange(len(order)), result["bias"][order])
-    axes[0].set_title("softmax bias (sorted)")
-    axes[0].set_xticks(np.arange(0, len(order), 8), [vocab.TOKENS[i] for i in order[::8]], rotation=90, fontsize=6)
-    axes[1].imshow(result["column_correlation"], cmap="RdBu_r", vmin=-1, vmax=1)
-    axes[1].set_title("correlation of softmax weight columns")
-    axes[2].semilogy(result["singular_values"], ".")
-    axes[2].set_title(f"singular values (largest {result['singular_values'][0]:.1f})")
+    ax = fig.add_subplot(grid[0, 0])
+    ax.bar(np.arange(len(order)), result["bias"][order])
+    plots.set_title(ax, "Softmax output bias per token, largest first", width=80)
+    plots.label_ticks(ax, [vocab.TOKENS[i] for i in order], "x")
+    ax.set_xlim(-1, len(order))
+    ax.set_xlabel("token")
+    ax.set_ylabel("bias")
+    ax = fig.add_subplot(grid[0, 1])
+    ax.semilogy(np.arange(1, len(result["singular_values"]) + 1), result["singular_values"], ".")
+    plots.set_title(ax, f"Singular values of the softmax weights (largest {result['singular_values'][0]:.1f})")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("singular value")
     paths = [plots.save_figure(fig, os.path.join(output, "softmax.png"))]
+    paths.append(plots.token_heatmap_figure(
+        result["column_correlation"], "Correlation of the softmax weight columns (tokens grouped by kind, "
+        "pitches low to high)", "Pearson correlation", os.path.join(output, "softmax_correlation.png")))
     top = [(vocab.TOKENS[i], float(result["bias"][i])) for i in order[:10]]
     paths.append(_write_json({
         "largest_singular_value": float(result["singular_values"][0]),
@@ -188,15 +198,18 @@ def run_embeddings(workdir: str, output: str, seed: int = 0) -> list[str]:
     _, params, _ = runs.load_run(workdir)
     result = input_similarity(params, seed)
     plt = plots.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    axes[0].imshow(result["similarity"], cmap="RdBu_r", vmin=-1, vmax=1)
-    axes[0].set_title("cosine similarity of input weight rows (vocab order)")
-    axes[1].hist(result["random"], bins=40, density=True, alpha=0.6, label="random pitch pairs")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.hist(result["random"], bins=40, density=True, alpha=0.6, label="random pitch pairs")
     for k, v in enumerate(result["enharmonic"].values()):
-        axes[1].axvline(v, color="C3", alpha=0.6, label="enharmonic pairs" if k == 0 else None)
-    axes[1].legend()
-    axes[1].set_title("enharmonic vs random pairs")
+        ax.axvline(v, color="C3", alpha=0.6, label="enharmonic pairs" if k == 0 else None)
+    ax.legend()
+    plots.set_title(ax, "Input weight similarity: enharmonic pairs (e.g. ^f/_g) against random pitch pairs")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
     paths = [plots.save_figure(fig, os.path.join(output, "embeddings.png"))]
+    paths.append(plots.token_heatmap_figure(
+        result["similarity"], "Cosine similarity of the first layer's input weight rows (tokens grouped by "
+        "kind, pitches low to high)", "cosine similarity", os.path.join(output, "embeddings_similarity.png")))
     paths.append(_write_json({k: result[k] for k in ("enharmonic", "enharmonic_mean", "random_mean", "random_std")},
                              os.path.join(output, "embeddings.json")))
     return paths
@@ -239,7 +252,8 @@ def bar_probability(probs: np.ndarray, targets: Sequence[int]) -> float:
 
 def _tunes_for_analysis(workdir: str, num_tunes: int) -> list[list[str]]:
     config = checkpoints.load_config(workdir)
-    tunes = v2_format.read_v2_file(config.data_path)
+    # data_path may name several files (the shipped model's mix): the first file's tunes.
+    tunes = v2_format.read_v2_file(mix.source_paths(config.data_path)[0])
     tunes = [t for t in tunes if len(t) < 400][:num_tunes]
     return [[vocab.START] + t + [vocab.END] for t in tunes]
 
@@ -287,10 +301,12 @@ def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> li
     ks = [k for k in (0, 2, 8, 32, 64) if k <= model.hidden_size]
     result = bar_ablation(model, params, tunes, ks, seed=seed)
     plt = plots.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     for j in range(model.num_layers):
         axes[0].plot(np.sort(result["power"][j])[::-1], label=f"layer {j}")
-    axes[0].set_title("share of power at the bar period (units, sorted)")
+    plots.set_title(axes[0], "Share of each unit's power at the bar-line period")
+    axes[0].set_xlabel("unit (sorted by share, largest first)")
+    axes[0].set_ylabel("share of spectral power")
     axes[0].legend()
     ab = result["ablation"]
     axes[1].plot(ab["k"], ab["top"], "o-", color="C0", label="accuracy, top units zeroed")
@@ -298,7 +314,8 @@ def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> li
     axes[1].plot(ab["k"], ab["top_probability"], "o-", color="C3", label="P(bar), top units zeroed")
     axes[1].plot(ab["k"], ab["random_probability"], "s--", color="C3", label="P(bar), random units zeroed")
     axes[1].set_xlabel(f"units zeroed in layer {result['layer']}")
-    axes[1].set_title("bar lines: balanced accuracy and P(bar) at true bar lines")
+    axes[1].set_ylabel("accuracy / probability")
+    plots.set_title(axes[1], "Bar lines: balanced accuracy and P(bar) at true bar lines")
     axes[1].legend()
     paths = [plots.save_figure(fig, os.path.join(output, "bars.png"))]
     paths.append(_write_json({"power": result["power"].tolist(), "layer": result["layer"], "ablation": ab},
@@ -374,11 +391,16 @@ def run_forcing(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) ->
             "first_tune": " ".join(tunes[0]),
         }
     plt = plots.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     names = list(summary)
-    for ax, key in zip(axes, ("valid_share", "share_^f", "share_bar_tokens")):
+    panels = (("valid_share", "Tunes passing the structure checks", "share of tunes"),
+              ("share_^f", "Share of ^f among body tokens", "share of tokens"),
+              ("share_bar_tokens", "Share of bar lines among body tokens", "share of tokens"))
+    for ax, (key, title, ylabel) in zip(axes, panels):
         ax.bar(names, [summary[n][key] for n in names], color=["C0", "C1", "C2"])
-        ax.set_title(key)
+        plots.set_title(ax, title)
+        ax.set_xlabel("input forcing")
+        ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", labelsize=8)
     paths = [plots.save_figure(fig, os.path.join(output, "forcing.png"))]
     paths.append(_write_json(summary, os.path.join(output, "forcing.json")))
@@ -405,15 +427,24 @@ def run_gram(workdir: str, output: str, seed: int = 0) -> list[str]:
     tokens = sample_one(model, params, seed)
     grams = gram_matrices(record(model, params, tokens), tokens, model.num_layers)
     plt = plots.pyplot()
-    fig, axes = plt.subplots(1, len(grams), figsize=(3.2 * len(grams), 3.4))
-    bars = [i for i, t in enumerate(tokens) if t in ("|:", ":|")]
-    for ax, (name, g) in zip(axes, grams.items()):
-        ax.imshow(g, cmap="viridis", vmin=0 if name == "inputs" else -1, vmax=1)
-        for b in bars:
-            ax.axvline(b, color="w", lw=0.4)
-        ax.set_title(name)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    columns = 2
+    rows = -(-len(grams) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(9 * columns, 8 * rows), squeeze=False)
+    # Tick labels at the tune's bar lines and inline header changes, with their positions: a
+    # label per token would not be readable over a whole tune.
+    marks = [i for i, t in enumerate(tokens) if t in vocab.BAR_TOKENS or (i > 2 and t[:2] in ("M:", "K:"))]
+    labels = [f"{tokens[i]} {i}" for i in marks]
+    titles = {"inputs": "Inputs (one-hot tokens)", "softmax": "Softmax outputs"}
+    for ax, (name, g) in zip(axes.flat, grams.items()):
+        plots.heatmap(fig, ax, g, title=f"Self-similarity over a generated tune: "
+                      f"{titles.get(name, name.replace('layer_', 'hidden state, layer '))}",
+                      colorbar_label="cosine similarity", cmap="viridis", vmin=0 if name == "inputs" else -1,
+                      vmax=1, xlabel="token (bar lines labelled, with position)",
+                      ylabel="token")
+        ax.set_xticks(marks, labels, rotation=90, fontsize=7)
+        ax.set_yticks(marks, labels, fontsize=7)
+    for ax in axes.flat[len(grams):]:
+        ax.set_visible(False)
     paths = [plots.save_figure(fig, os.path.join(output, "gram.png"))]
     paths.append(_write_json({"tokens": tokens, "mean_similarity": {k: float(v.mean()) for k, v in grams.items()}},
                              os.path.join(output, "gram.json")))
