@@ -53,9 +53,9 @@ flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> 
 flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
 flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "
                   "'TUNE:TOKEN' for every tune still running); all tunes in one batch.")
-flags.DEFINE_enum("format", "abc", ["abc", "midi", "svg"], "abc: one file; midi: one .mid per tune "
-                  "in a folder (abc2midi, or mido when abc2midi is missing); svg: abcm2ps "
-                  "engravings in a folder.")
+flags.DEFINE_enum("format", "abc", ["abc", "midi", "svg"], "abc: one file; midi: tune_001.mid ... in "
+                  "a folder (abc2midi, or mido when abc2midi is missing); svg: tune_001.svg ... "
+                  "(abcm2ps) in a folder; both with each tune's ABC beside it (tune_001.abc).")
 flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg) to write (default: "
                     "WORKDIR/samples.abc, WORKDIR/samples_midi, WORKDIR/samples_svg).")
 

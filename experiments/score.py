@@ -1,6 +1,9 @@
-"""Score every tune of a v2-format file under a run's latest checkpoint.
+"""Score every tune of a v2-format file, or of an ABC file written by experiments.sample,
+under a run's latest checkpoint.
 
 python -m experiments.score --workdir=runs/v2 --data=tunes.txt --output=scores.jsonl
+python -m experiments.sample --output=samples.abc && \
+    python -m experiments.score --data=samples.abc --output=scores.jsonl
 
 Writes one JSON line per tune, in file order: {"index", "tokens" (count including <s> and
 </s>), "log_prob" (natural-log probability of the tune, predicting every token after <s>
@@ -21,7 +24,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "workdir", None, "Run directory or model folder (default: the shipped model, models/default)."
 )
-flags.DEFINE_string("data", None, "v2-format file of tunes to score.")
+flags.DEFINE_string("data", None, "Tunes to score: a v2-format file, or an ABC file written by "
+                    "experiments.sample (tunes in another key are transposed back to C).")
 flags.DEFINE_string("output", None, "JSON-lines file to write.")
 flags.DEFINE_integer("batch_size", 64, "Tunes per forward pass.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")

@@ -149,7 +149,7 @@ def test_chords_play_as_abc2midi_plays(body):
 def test_write_tunes_midi_without_abc2midi(tmp_path, monkeypatch):
     monkeypatch.setattr(tools_lib, "have", lambda tool: False)
     tokens = "<s> M:4/4 K:Cmaj c 2 d e | f g a b |".split()
-    assert output_lib.write_tunes([tokens, tokens], ["a", "b"], str(tmp_path / "m"), "midi", key="G") == 2
+    assert output_lib.write_tunes([tokens, tokens], ["a", "b"], str(tmp_path / "m"), "midi", key="G") == 4
     notes = midi_lib.midi_notes((tmp_path / "m" / "tune_001.mid").read_bytes())
     assert [p for _, p, _ in notes] == [67, 69, 71, 72, 74, 76, 78]
     assert notes[0][2] == 2 * midi_lib.TICKS_PER_EIGHTH

@@ -81,9 +81,10 @@ def score_sequences(
 def score_file(
     model: folkrnn.FolkRNN, params: Any, path: str, batch_size: int = 64
 ) -> list[dict]:
-    """One record per tune of a v2-format file, in file order: ``index`` (from 0), ``tokens``
-    (the sequence length including ``<s>`` and ``</s>``) and ``log_prob`` (natural log)."""
-    sequences = v2_format.encode_tunes(v2_format.read_v2_file(path))
+    """One record per tune of a v2-format file or an ABC file written by ``experiments.sample``
+    (``v2_format.read_tunes``), in file order: ``index`` (from 0), ``tokens`` (the sequence
+    length including ``<s>`` and ``</s>``) and ``log_prob`` (natural log)."""
+    sequences = v2_format.encode_tunes(v2_format.read_tunes(path))
     log_probs = score_sequences(model, params, sequences, batch_size)
     return [
         {"index": i, "tokens": int(len(seq)), "log_prob": float(lp)}

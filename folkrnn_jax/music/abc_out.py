@@ -10,7 +10,8 @@ import re
 from fractions import Fraction
 from typing import Sequence
 
-from folkrnn_jax.music import rhythm, transpose, vocab
+from folkrnn_jax.errors import InputError
+from folkrnn_jax.music import abc_in, rhythm, transpose, vocab
 
 # v2 mode tokens to the ABC key field with a C root.
 MODE_TO_ABC_KEY: dict[str, str] = {
@@ -315,7 +316,26 @@ def abc_body_to_tokens(body: str, where: str = "") -> list[str]:
 
 
 def parse_abc_text(text: str, path: str = "<string>") -> list[list[str]]:
-    """Tunes from an ABC file written by ``tunes.tunes_to_abc`` as v2 token lists."""
+    """Tunes from an ABC file written by ``tunes_to_abc`` (or ``experiments.sample``) as v2
+    token lists.
+
+    A tune in C (``K:C``, ``K:Cm``, ``K:Cdor``, ``K:Cmix``) reads back as exactly the tokens
+    it was written from. A tune written in another key (``--key`` or an ABC ``--prefix`` in
+    D) is read by the raw-ABC converter ``abc_in.convert_tune``, which transposes it back to
+    C: the same notes, spelled as the converter spells them (a courtesy ``_B`` may read as
+    ``B``), and a leading bar line dropped.
+
+    Args:
+        text: the ABC file's text.
+        path: the file's name, for error messages.
+
+    Returns:
+        One token list per tune (``M:``, ``K:``, body), in file order.
+
+    Raises:
+        UnknownTokenError: a C-rooted tune with something that is not a v2 token.
+        InputError: a tune in another key that the converter leaves out (with its reason).
+    """
     tunes: list[list[str]] = []
     for block in re.split(r"\n\s*\n", text):
         lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
@@ -323,16 +343,23 @@ def parse_abc_text(text: str, path: str = "<string>") -> list[list[str]]:
             continue
         meter = mode = None
         music = []
+        transposed = False
         for line in lines:
             if re.match(r"^[A-Za-z]:", line) and not music:
                 if line.startswith("M:"):
                     meter = line
                 elif line.startswith("K:"):
                     mode = _ABC_KEY_TO_MODE.get(line[2:].strip())
-                    if mode is None:
-                        raise vocab.UnknownTokenError(line, f"{path}, tune {lines[0]}")
+                    transposed = mode is None
                 continue
             music.append(line)
-        body = abc_body_to_tokens(" ".join(music), f"{path}, tune {lines[0]}")
+        where = f"{path}, tune {lines[0]}"
+        if transposed:
+            result = abc_in.convert_tune("\n".join(lines), where)
+            if not result.ok:
+                raise InputError(f"{where}: cannot read it back as v2 tokens: {result.reason} ({result.detail})")
+            tunes.append(result.tokens)
+            continue
+        body = abc_body_to_tokens(" ".join(music), where)
         tunes.append([t for t in (meter, mode) if t] + body)
     return tunes

@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Sequence
 
 from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.music import abc_out, midi, tools
+
+
+def tune_stem(number: int) -> str:
+    """The file name, without extension, of tune ``number`` (from 1) in an output folder:
+    ``tune_001``; its ``.abc``, ``.mid`` and ``.svg`` share it."""
+    return f"tune_{number:03d}"
+
+
+def _render_one_svg(abc_text: str, path: str, number: int) -> None:
+    """Engrave one tune with abcm2ps into ``path`` (one abcm2ps run per tune, so that a tune
+    abcm2ps cannot engrave names itself and does not take the others with it)."""
+    with tempfile.TemporaryDirectory(prefix="svg_", dir=os.path.dirname(path)) as folder:
+        try:
+            made = tools.render_svg(abc_text, folder, stem="tune")
+        except tools.ToolError as error:
+            raise tools.ToolError(f"tune {number}: {error}") from None
+        # abcm2ps -g writes one SVG per tune: tune001.svg.
+        os.replace(made[0], path)
 
 
 def write_tunes(
@@ -17,21 +36,44 @@ def write_tunes(
     fmt: str = "abc",
     key: str | None = None,
 ) -> int:
-    """Write tunes as one ABC file (``fmt="abc"``), one ``tune_NNN.mid`` per tune in the folder
-    ``output`` (``"midi"``, via abc2midi) or SVG engravings there (``"svg"``, via abcm2ps).
-    Without abc2midi, MIDI files come from ``tokens_to_midi`` (mido). Returns the number of
-    files written. A missing abcm2ps (svg) raises ``ToolMissingError``."""
-    abc_texts = [abc_out.tokens_to_abc(t, index=i + 1, title=titles[i], key=key) for i, t in enumerate(tunes)]
+    """Write sampled tunes to disk.
+
+    ``fmt="abc"`` writes one ABC file ``output``. ``"midi"`` and ``"svg"`` write, per tune,
+    into the folder ``output``, ``tune_001.mid`` (abc2midi, or ``tokens_to_midi`` via mido
+    without it) or ``tune_001.svg`` (abcm2ps), and beside it the tune's ABC ``tune_001.abc``,
+    the text the MIDI or engraving was made from.
+
+    Args:
+        tunes: v2 token sequences.
+        titles: one ``T:`` title per tune.
+        output: the ABC file, or the folder for MIDI and SVG.
+        fmt: ``"abc"``, ``"midi"`` or ``"svg"``.
+        key: a root to transpose the tunes to (``"D"``), keeping their modes; None: C.
+
+    Returns:
+        The number of files written.
+
+    Raises:
+        InputError: an unknown ``fmt``.
+        ToolMissingError: ``"svg"`` without abcm2ps.
+        ToolError: abcm2ps could not engrave a tune (the message names it).
+    """
     if fmt == "abc":
         files.atomic_write_text(output, abc_out.tunes_to_abc(tunes, titles, key))
         return 1
-    if fmt == "midi":
-        use_abc2midi = tools.have("abc2midi")
-        os.makedirs(output, exist_ok=True)
-        for i, text in enumerate(abc_texts):
-            data = tools.abc_to_midi(text) if use_abc2midi else midi.tokens_to_midi(tunes[i], key=key)
-            files.atomic_write_bytes(os.path.join(output, f"tune_{i + 1:03d}.mid"), data)
-        return len(abc_texts)
+    if fmt not in ("midi", "svg"):
+        raise InputError(f"unknown output format {fmt!r}: abc, midi or svg")
+    use_abc2midi = fmt == "midi" and tools.have("abc2midi")
     if fmt == "svg":
-        return len(tools.render_svg("\n".join(abc_texts), output, stem="tunes"))
-    raise InputError(f"unknown output format {fmt!r}: abc, midi or svg")
+        tools.require("abcm2ps")
+    os.makedirs(output, exist_ok=True)
+    for i, tune in enumerate(tunes):
+        text = abc_out.tokens_to_abc(tune, index=i + 1, title=titles[i], key=key)
+        stem = os.path.join(output, tune_stem(i + 1))
+        files.atomic_write_text(stem + ".abc", text)
+        if fmt == "midi":
+            data = tools.abc_to_midi(text) if use_abc2midi else midi.tokens_to_midi(tune, key=key)
+            files.atomic_write_bytes(stem + ".mid", data)
+        else:
+            _render_one_svg(text, stem + ".svg", i + 1)
+    return 2 * len(tunes)
