@@ -119,6 +119,15 @@ def test_key_d_is_the_command_lines(client, loaded, tmp_path):
     assert "K:D" in response.json()["abc"]
 
 
+def test_abc_prefix_in_d_comes_back_in_d(client, loaded):
+    response = client.get("/api/tune", params=dict(model=loaded[0].name, seed=3, max_length=MAX_LENGTH,
+                                                   prefix="M:6/8 K:Dmix |: A>B c2"))
+    assert response.status_code == 200, response.text
+    abc = response.json()["abc"]
+    assert "K:Dmix" in abc
+    assert "|: A>B c2" in abc.replace("|:A", "|: A")
+
+
 def test_stream_gives_the_same_tune_token_by_token(client, loaded):
     query = dict(model=loaded[0].name, seed=21, max_length=MAX_LENGTH, mode="mix")
     events = []

@@ -177,6 +177,9 @@ def prepare(settings: TuneSettings, limits: Limits, models: Sequence[str]) -> Pr
     if len(tokens) >= settings.max_length:
         raise FieldError("prefix", f"{len(tokens)} tokens leave no room under max_length={settings.max_length}")
     ids = tuple(int(i) for i in prefixes.prefix_ids(tokens))
+    if settings.key is None:
+        # An ABC prefix typed in D comes back in D, as on the command line.
+        settings = dataclasses.replace(settings, key=prefixes.prefix_key(settings.prefix))
     return Prepared(settings, tuple(tokens), ids)
 
 
