@@ -1,65 +1,192 @@
 """Structure-constrained sampling: the automaton's rules, random walks through it that the
 checker must accept, and the sampler with ``constrain=True``."""
 
+import os
+import tempfile
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from folkrnn_jax.generate import constraint, sampler
-from folkrnn_jax.music import rhythm, structure, vocab
+from folkrnn_jax.generate import constraint, rhythms, sampler
+from folkrnn_jax.music import abc_out, rhythm, structure, vocab
+from folkrnn_jax.music import tools as tools_lib
 from folkrnn_jax.training import runs as runs_lib
-from tests.conftest import run_module
+from tests.conftest import ROOT, run_module
+
+_ALLOWED, _ADVANCE = jax.jit(constraint.allowed), jax.jit(constraint.advance)
+
+
+def _states(tokens: list[str]):
+    """The automaton's state before each of ``tokens`` and after the last (one jitted step a token)."""
+    state = constraint.initial_state(1)
+    yield state
+    for token in tokens:
+        state = _ADVANCE(state, jnp.asarray([vocab.TOKENS.index(token)], jnp.int32))
+        yield state
 
 
 def _allowed_after(tokens: str) -> set[str]:
-    ids = jnp.asarray([vocab.encode(tokens.split())], jnp.int32)
-    ok = np.asarray(constraint.allowed(constraint.run(ids)))[0]
+    *_, state = _states(tokens.split())
+    ok = np.asarray(_ALLOWED(state))[0]
     return {vocab.TOKENS[i] for i in np.flatnonzero(ok)}
 
 
-def test_header_comes_first():
-    assert _allowed_after("") == set(vocab.METER_TOKENS)
-    assert _allowed_after("M:6/8") == set(vocab.MODE_TOKENS)
-    after_header = _allowed_after("M:6/8 K:Cmaj")
-    assert "c" in after_header and "|:" in after_header and "</s>" not in after_header
-    assert not after_header & set(vocab.METER_TOKENS)
+def _refused_at(tokens: str) -> int | None:
+    """Index of the first token of ``tokens`` (then ``</s>``) the automaton refuses, or None."""
+    tune = tokens.split() + [vocab.END]
+    for i, state in enumerate(_states(tune[:-1])):
+        if not bool(_ALLOWED(state)[0, vocab.TOKENS.index(tune[i])]):
+            return i
+    return None
+
+
+def _abc2midi_problems(tune: list[str]) -> list[str]:
+    """abc2midi's bar-length warnings and rhythm errors for one tune as ``tunes_to_abc`` writes
+    it (one tune per run: abc2midi drops the tunes after one it fails on)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "t.abc")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(abc_out.tunes_to_abc([[t for t in tune if t not in (vocab.START, vocab.END)]]))
+        out = subprocess.run(["abc2midi", path, "-o", os.path.join(folder, "t.mid")], capture_output=True,
+                             text=True, timeout=60)
+    return [line for line in (out.stdout + out.stderr).splitlines()
+            if "time units" in line or "power of 2" in line or "denominator" in line]
+
+
+PART = "c 8 | c 8 |"  # two full 4/4 bars
 
 
 def test_bar_lengths():
     # The first bar is a pickup: a bar line may close it short.
     assert "|" in _allowed_after("M:4/4 K:Cmaj c d")
-    bar = "M:4/4 K:Cmaj c d | c 7"
-    # A later bar must be full before a plain bar line; a repeat sign may close it short.
+    # A later bar must be full before a plain bar line.
     assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 6")
-    assert ":|" in _allowed_after("M:4/4 K:Cmaj c d | c 6")
-    assert "|" in _allowed_after(bar + " d")
-    after_note = _allowed_after(bar + " d")
-    assert "2" not in after_note and "/2" in after_note  # d 2 would overfill the bar
+    after_note = _allowed_after("M:4/4 K:Cmaj c d | c 6 d")
+    assert "|" not in after_note and "3" not in after_note and "2" in after_note  # d 3 would overfill
+    assert "|" in _allowed_after("M:4/4 K:Cmaj c d | c 6 d e")
     # A note that overfills the bar may start only if a duration can shorten it, and then
-    # only such a duration may follow.
+    # only such a duration (one 4/4 tunes use) may follow.
     assert "e" in _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2")  # 7.5 eighths: e /2 fits
-    assert _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2 e") == {"/2", "/3", "/4", "/8"}
+    assert _allowed_after("M:4/4 K:Cmaj c d | c 6 d 3/2 e") == {"/2", "/4"}
     # Tuplets and broken rhythms owe notes: no bar line before they are paid.
     assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 4 (3 d e")
     assert "|" not in _allowed_after("M:4/4 K:Cmaj c d | c 6 d >")
     assert "|" in _allowed_after("M:4/4 K:Cmaj c d | c 6 d > e")
 
 
+# (written, refused at this token or None): a pickup and the bar that closes its repeat make
+# one bar, as abc2midi counts them (see the constraint module's docstring).
+PICKUP_CASES = [
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 6 :| |: d 2 | c 8 | c 8 | c 8 | c 6 :|", None),
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 8 :|", ":|"),  # the closing bar must be 6 long
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 4 :|", ":|"),
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 6 |", "|"),  # a plain bar line checks it: full
+    ("M:4/4 K:Cmaj A 2 |: c 8 | c 8 | c 8 | c 8 :|", None),  # a pickup before '|:': full part
+    ("M:4/4 K:Cmaj A 2 |: c 8 | c 8 | c 8 | c 6 :|", ":|"),
+    # A short closing bar carries on into the next bar, which must complete it.
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 6 :| d 2 | c 8 | c 8 | c 8 | c 8 |", None),
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 6 :| d |", "|"),
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 6 :| |: d |", "|"),
+    ("M:4/4 K:Cmaj c 8 | c 8 | c 8 | c 8 :| |: d 2 |", "|"),  # nothing carried: a full bar
+    # Repeat from the start: the first bar is the part's first bar.
+    ("M:4/4 K:Cmaj A 2 | c 8 | c 8 | c 8 | c 6 :|", None),
+    ("M:4/4 K:Cmaj A 2 | c 8 | c 8 | c 8 | c 8 :|", ":|"),
+    # 'A :| B :|': B repeats from the first ':|', which its closing bar completes.
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 6 :| d 2 | c 8 | c 8 | c 8 | c 6 :|", None),
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 | c 8 | c 6 :| d 2 | c 8 | c 8 | c 8 | c 8 :|", ":|"),
+    # Endings: the first closes like the part, the second starts a fresh bar.
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 |1 c 8 | c 6 :| |2 c 8 | c 8 |", None),
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 |1 c 8 | c 8 :|", ":|"),
+    ("M:4/4 K:Cmaj |: A 2 | c 8 | c 8 |1 c 8 | c 6 :| |2 c 8 | c 6 |", "|"),
+]
+
+
+def test_pickup_and_closing_bar_make_one_bar():
+    for tokens, refused in PICKUP_CASES:
+        at = _refused_at(tokens)
+        expected = None if refused is None else len(tokens.split()) - 1 - tokens.split()[::-1].index(refused)
+        assert at == expected, (tokens, at)
+
+
+@pytest.mark.skipif(not tools_lib.have("abc2midi"), reason="abc2midi (Debian package abcmidi) is not on PATH")
+def test_pickup_rule_is_what_abc2midi_checks():
+    """abc2midi warns about a bar length in exactly the tunes the automaton refuses at a bar
+    line (those refused elsewhere, for a part length or a repeat, are left out)."""
+    for tokens, refused in PICKUP_CASES:
+        warnings = _abc2midi_problems(tokens.split())
+        assert bool(warnings) == (refused is not None), (tokens, warnings)
+
+
+def test_parts():
+    # A section holds 4, 8, 12 or 16 bars: no ':|' after 3 bars, and the tune ends after one.
+    assert ":|" not in _allowed_after("M:4/4 K:Cmaj |: " + PART + " c 8")
+    assert ":|" in _allowed_after("M:4/4 K:Cmaj |: " + PART + " c 8 | c 8")
+    assert "</s>" not in _allowed_after("M:4/4 K:Cmaj " + PART + " c 8 |")
+    assert "</s>" in _allowed_after("M:4/4 K:Cmaj " + PART + " " + PART)
+    # A part that opens with a pickup closes by its 8th bar, which ends where ':|' needs it.
+    eighth = "M:4/4 K:Cmaj |: A 2 | " + " ".join([PART] * 3) + " c 8 | c 4 d 2"
+    assert _allowed_after(eighth) & {"2", "|", ":|", "c"} == {":|"}
+    assert "|:" not in _allowed_after("M:4/4 K:Cmaj " + PART + " c 8")  # a 3-bar section
+    # 16 bars under an open repeat: only ':|' may close the 16th.
+    sixteen = "M:4/4 K:Cmaj |: " + " ".join([PART] * 7) + " c 8 | c 6"
+    assert _allowed_after(sixteen + " d 2") & {"|", ":|", "|1"} == {":|"}
+    # At most MAX_SECTIONS parts, then the tune ends.
+    four = "M:4/4 K:Cmaj " + " ".join(["|: " + PART + " " + PART[:-1] + " :|"] * constraint.MAX_SECTIONS)
+    assert _allowed_after(four) == {"</s>"}
+
+
 def test_repeats_and_endings():
-    opened = "M:4/4 K:Cmaj |: c 8"
+    opened = "M:4/4 K:Cmaj |: " + PART + " c 8 | c 8"
+    assert ":|" in _allowed_after(opened)
     assert "|:" not in _allowed_after(opened + " |")
     assert "</s>" not in _allowed_after(opened + " |")
     assert "</s>" in _allowed_after(opened + " :|")
     assert "|2" not in _allowed_after(opened + " |")
-    first = opened + " |1 c 8"
+    first = "M:4/4 K:Cmaj |: " + PART + " c 8 |1 c 8"
     assert "|2" not in _allowed_after(first + " |")  # |2 needs a :| first
     assert "|1" not in _allowed_after(first + " |")
     assert "</s>" not in _allowed_after(first + " :|")
     assert _allowed_after(first + " :|") == {"|2"}  # the second ending follows at once
     # No empty bars: two bar lines in a row only as ':| |:' or ':| |2'.
     assert "|" not in _allowed_after("M:4/4 K:Cmaj c 8 |") and "|:" not in _allowed_after("M:4/4 K:Cmaj c 8 |")
-    assert "|:" in _allowed_after("M:4/4 K:Cmaj c 8 :|") and "|" not in _allowed_after("M:4/4 K:Cmaj c 8 :|")
-    assert "</s>" in _allowed_after(first + " :| |2 c 8")
+    assert "|:" in _allowed_after(opened + " :|") and "|" not in _allowed_after(opened + " :|")
+    assert "</s>" in _allowed_after(first + " :| |2 c 8 |")
+    # '|1' only inside '|: ... :|'; ':|' closes the '|:' or, before any repeat sign, the start.
+    assert "|1" not in _allowed_after("M:4/4 K:Cmaj " + PART + " c 8")
+    assert ":|" in _allowed_after(opened + " :| " + PART + " " + PART[:-1])  # 'A :| B :|'
+    assert ":|" not in _allowed_after(first + " :| |2 c 8 | " + PART + " " + PART[:-1])
+
+
+def test_only_the_datas_rhythms():
+    """The committed table is what the training data gives, and the automaton offers no other
+    duration, broken rhythm or tuplet."""
+    from folkrnn_jax.data import v2_format
+
+    tunes = [t for path in rhythms.SOURCES for t in v2_format.read_tunes(os.path.join(ROOT, path))]
+    assert rhythms.attested(tunes) == rhythms.load_table()
+    table = rhythms.load_table()
+    for meter in vocab.METER_TOKENS:
+        after_note = _allowed_after(f"{meter} K:Cmaj c")
+        offered = {t for t in after_note if rhythm.parse_duration(t) is not None or rhythm.parse_broken(t)}
+        assert offered == set(table[meter]["rhythms"]), meter
+        assert {t for t in after_note if t.startswith("(")} == set(table[meter]["tuplets"]), meter
+    assert "(2" not in str(table) and "/3" not in str(table)  # the rhythms of the issue's tunes
+
+
+def test_tuplets_of_equal_notes():
+    # 2/4 tunes write triplets of eighths and of sixteenths ('(3 c d e', '(3 c /2 d /2 e /2').
+    assert {"/2"} <= _allowed_after("M:2/4 K:Cmaj c 2 | (3 c") and "c" in _allowed_after("M:2/4 K:Cmaj c 2 | (3 c")
+    assert _allowed_after("M:2/4 K:Cmaj c 2 | (3 c /2 d") == {"/2"}  # the notes after repeat it
+    assert "/2" not in _allowed_after("M:2/4 K:Cmaj c 2 | (3 c d")
+    assert "</s>" not in _allowed_after("M:2/4 K:Cmaj c 2 | (3 c /2 d /2 e")  # nor without
+    # A tuplet starts at a multiple of its own length: after one eighth only sixteenths fit.
+    assert _allowed_after("M:2/4 K:Cmaj c 2 | c (3 d") == {"/2"}
+    assert "(3" not in _allowed_after("M:4/4 K:Cmaj c 2 | c")  # 4/4 tunes: eighths, on the beat
+    assert "/2" not in _allowed_after("M:4/4 K:Cmaj c 2 | (3 c")
 
 
 def test_ticks_divide_every_duration():
@@ -95,17 +222,19 @@ def test_broken_rhythms_join_equal_notes():
     assert "(3" not in _allowed_after("M:4/4 K:Cmaj c >")  # the second note is a plain note
     assert ">" not in _allowed_after("M:4/4 K:Cmaj (3 c d e")  # not on a tuplet note
     assert _allowed_after("M:4/4 K:Cmaj c 3/2 > d") >= {"3/2"}
+    assert ">" not in _allowed_after("M:4/4 K:Cmaj c 3/2 > d 3/2")  # not chained after its duration
     assert "/2" not in _allowed_after("M:4/4 K:Cmaj c 3/2 > d")
 
 
 def test_random_walks_pass_the_checker():
     """Tunes written by choosing uniformly at random among the allowed tokens (with skewed
-    per-tune preferences, so that rare tokens and long bars come up) all pass the checker,
-    and no state is ever left without an allowed token."""
+    per-tune preferences, so that rare tokens and long bars come up) all pass the checker
+    and abc2midi (no bar-length warning, no rhythm it rejects) and use only the data's
+    rhythms, and no state is ever left without an allowed token."""
     batch = 128
     rng = np.random.RandomState(0)
     preference = rng.rand(batch, vocab.VOCAB_SIZE) ** 3
-    allowed, advance = jax.jit(constraint.allowed), jax.jit(constraint.advance)
+    allowed, advance = _ALLOWED, _ADVANCE
     state = constraint.initial_state(batch)
     tunes = [[vocab.START] for _ in range(batch)]
     done = np.zeros(batch, bool)
@@ -113,7 +242,7 @@ def test_random_walks_pass_the_checker():
         ok = np.asarray(allowed(state))
         assert ok.any(axis=1).all()
         weights = ok * rng.rand(batch, vocab.VOCAB_SIZE) * preference
-        weights[:, vocab.END_ID] *= 0.5 * (step > 30)
+        weights[:, vocab.END_ID] *= 100 * (step > 30)  # end where the tune may
         choice = np.argmax(weights, axis=1)
         for i in np.flatnonzero(~done):
             tunes[i].append(vocab.TOKENS[choice[i]])
@@ -126,6 +255,15 @@ def test_random_walks_pass_the_checker():
     assert all(_broken_pairs_equal(t) for t in finished)
     used = {t for tune in finished for t in tune}
     assert {"|1", "|2", ":|", "|:", "(3", ">", "<", "/2", "3/2"} <= used  # the walk went everywhere
+    table = rhythms.load_table()
+    for meter, counts in rhythms.count_rhythms(finished).items():
+        assert set(counts["rhythms"]) <= set(table[meter]["rhythms"]), meter
+        for key in counts["tuplets"]:
+            token, _, duration = key.partition(" ")
+            assert duration in table[meter]["tuplets"][token], (meter, key)
+    if tools_lib.have("abc2midi"):
+        problems = {" ".join(t): _abc2midi_problems(t) for t in finished[:40]}
+        assert not {k: v for k, v in problems.items() if v}
 
 
 def test_constrained_sampling_writes_valid_tunes(trained_run):
@@ -138,6 +276,9 @@ def test_constrained_sampling_writes_valid_tunes(trained_run):
     ended = [constrained.tokens(i) for i in range(48) if not constrained.truncated[i]]
     assert len(ended) >= 24  # a 60-step model: some tunes wander until max_length
     assert all(structure.is_valid_tune(t) for t in ended)
+    if tools_lib.have("abc2midi"):  # and a player (abc2midi) finds no bar of the wrong length
+        problems = {" ".join(t): _abc2midi_problems(t) for t in ended}
+        assert not {k: v for k, v in problems.items() if v}
     assert sum(structure.is_valid_tune(t) for t in free.all_tokens()) < len(ended)
     # Continuous batching, a forced prefix and streaming draw the same constrained tunes.
     refill = sampler.sample_tunes(model, params, key, 48, max_length=400, constrain=True, slots=16)
