@@ -34,9 +34,11 @@ def _allowed_after(tokens: str) -> set[str]:
 
 
 def _refused_at(tokens: str) -> int | None:
-    """Index of the first token of ``tokens`` (then ``</s>``) the automaton refuses, or None."""
-    tune = tokens.split() + [vocab.END]
-    for i, state in enumerate(_states(tune[:-1])):
+    """Index of the first token of ``tokens`` the automaton refuses, or None."""
+    tune = tokens.split()
+    for i, state in enumerate(_states(tune)):
+        if i == len(tune):
+            break
         if not bool(_ALLOWED(state)[0, vocab.TOKENS.index(tune[i])]):
             return i
     return None
@@ -125,8 +127,10 @@ def test_parts():
     # A section holds 4, 8, 12 or 16 bars: no ':|' after 3 bars, and the tune ends after one.
     assert ":|" not in _allowed_after("M:4/4 K:Cmaj |: " + PART + " c 8")
     assert ":|" in _allowed_after("M:4/4 K:Cmaj |: " + PART + " c 8 | c 8")
-    assert "</s>" not in _allowed_after("M:4/4 K:Cmaj " + PART + " c 8 |")
-    assert "</s>" in _allowed_after("M:4/4 K:Cmaj " + PART + " " + PART)
+    two = "M:4/4 K:Cmaj " + PART + " " + PART[:-1] + " |: " + PART + " "
+    assert "</s>" not in _allowed_after(two + "c 8 |")
+    assert "</s>" in _allowed_after(two + PART[:-1] + " :|")
+    assert "</s>" not in _allowed_after("M:4/4 K:Cmaj |: " + PART + " " + PART[:-1] + " :|")  # MIN_SECTIONS
     # A part that opens with a pickup closes by its 8th bar, which ends where ':|' needs it.
     eighth = "M:4/4 K:Cmaj |: A 2 | " + " ".join([PART] * 3) + " c 8 | c 4 d 2"
     assert _allowed_after(eighth) & {"2", "|", ":|", "c"} == {":|"}
@@ -144,7 +148,7 @@ def test_repeats_and_endings():
     assert ":|" in _allowed_after(opened)
     assert "|:" not in _allowed_after(opened + " |")
     assert "</s>" not in _allowed_after(opened + " |")
-    assert "</s>" in _allowed_after(opened + " :|")
+    assert "</s>" in _allowed_after(opened + " :| |: " + PART + " c 8 | c 8 :|")
     assert "|2" not in _allowed_after(opened + " |")
     first = "M:4/4 K:Cmaj |: " + PART + " c 8 |1 c 8"
     assert "|2" not in _allowed_after(first + " |")  # |2 needs a :| first
@@ -154,7 +158,7 @@ def test_repeats_and_endings():
     # No empty bars: two bar lines in a row only as ':| |:' or ':| |2'.
     assert "|" not in _allowed_after("M:4/4 K:Cmaj c 8 |") and "|:" not in _allowed_after("M:4/4 K:Cmaj c 8 |")
     assert "|:" in _allowed_after(opened + " :|") and "|" not in _allowed_after(opened + " :|")
-    assert "</s>" in _allowed_after(first + " :| |2 c 8 |")
+    assert "</s>" in _allowed_after(first + " :| |2 c 8 |: " + PART + " c 8 | c 8 :|")
     # '|1' only inside '|: ... :|'; ':|' closes the '|:' or, before any repeat sign, the start.
     assert "|1" not in _allowed_after("M:4/4 K:Cmaj " + PART + " c 8")
     assert ":|" in _allowed_after(opened + " :| " + PART + " " + PART[:-1])  # 'A :| B :|'

@@ -32,8 +32,10 @@ The rules, every one decidable from the past alone:
 * **parts.** The body is cut into sections at ``|:``, ``:|`` and the end (a first and second
   ending belong to one section). Every section holds 4, 8, 12 or 16 bars (``PART_BARS``: the
   part lengths of the training data), counting a pickup and the short bar that completes it as
-  one bar; the tune may end only after a bar line that closes such a section, and ends after
-  at most ``MAX_SECTIONS`` of them. A part that opens with a pickup and may be repeated ends
+  one bar; a section outside ``|: ... :|`` holds at most ``FREE_BARS`` (8), so that a part is
+  closed (by ``:|``, ``|:`` or the end) where the data's parts end rather than run on
+  unrepeated; the tune may end only after a bar line that closes such a section, after at
+  least ``MIN_SECTIONS`` and at most ``MAX_SECTIONS`` of them. A part that opens with a pickup and may be repeated ends
   at its 4th or 8th bar (its 8th bar holds at most bar_len - pickup, so ``:|`` or ``|:`` must
   close it; a model that forgot the pickup cannot write a full closing bar and then find
   ``:|`` refused): the data's parts are 4 or 8 bars long in nine of ten;
@@ -86,7 +88,9 @@ HEADER_METER, HEADER_MODE, BODY = 0, 1, 2
 # Section lengths in bars: the part lengths of the training tunes (8 bars for three parts in
 # four, then 4, 16 and 12; every other length is under 1%).
 PART_BARS = (4, 8, 12, 16)
-MAX_SECTIONS = 4  # distinct parts: 1 to 4 in 98% of the training tunes
+MAX_SECTIONS = 2  # one or two distinct parts in 85% of the training tunes (two: 79%)
+MIN_SECTIONS = 2  # two or more distinct parts in 92% of the training tunes
+FREE_BARS = 8  # the longest section outside '|: ... :|' (a part that may still be repeated)
 MAX_TUPLET = 10  # tuplet tokens are '(2' ... '(9'
 # The duration a tuplet's notes carry: index 0 is none (x1), then index 1 + i is DURATIONS[i].
 DURATIONS = tuple(t for t in vocab.TOKENS if rhythm.parse_duration(t) is not None)
@@ -284,7 +288,8 @@ def _transition(state: State, table: dict, rt: dict) -> tuple[State, Array]:
     # The data's durations and broken rhythms for this meter (outside tuplets).
     attested = rt["rhythm_ok"][state.meter, table["ids"]]
     # A new section may start (MAX_SECTIONS), and a section of 16 bars takes no more.
-    room = (state.sections < MAX_SECTIONS) & ~((state.sec_bars >= PART_BARS[-1]) & ~state.bar_used)
+    longest = jnp.where(state.repeat_open, PART_BARS[-1], FREE_BARS)
+    room = (state.sections < MAX_SECTIONS) & ~((state.sec_bars >= longest) & ~state.bar_used)
 
     # Notes: base length x tuplet scale x the factor of a pending broken rhythm.
     in_tuplet = state.tup_left > 0
@@ -333,7 +338,9 @@ def _transition(state: State, table: dict, rt: dict) -> tuple[State, Array]:
     sec_after = state.sec_bars + counts
     forced = state.repeat_open  # the section can only be closed by ':|'
     hard = (bar_kind == PLAIN) | (bar_kind == FIRST)
-    hard_ok = (full | first_bar) & (sec_after + (forced | (bar_kind == FIRST)) <= PART_BARS[-1])
+    hard_ok = (full | first_bar) & (sec_after + (forced | (bar_kind == FIRST)) <= longest)
+    # After a plain bar line that fills a free section only the end may come: not before MIN_SECTIONS.
+    hard_ok = hard_ok & ~(~state.repeat_open & (sec_after >= FREE_BARS) & (state.sections + 1 < MIN_SECTIONS))
     # ':|': the closing bar and the repeated part's first bar make one bar on the repeat.
     own = jnp.where(state.open_pending, state.pos - state.carry_in, state.open_len)
     carried = jnp.where(full | first_bar, 0, state.pos)
@@ -357,7 +364,8 @@ def _transition(state: State, table: dict, rt: dict) -> tuple[State, Array]:
     meter_ok = (state.phase == HEADER_METER) | change_ok
     mode_ok = (state.phase == HEADER_MODE) | change_ok
     end_ok = (in_body & quiet & ((state.after_bar == PLAIN) | (state.after_bar == CLOSE)) & ~state.repeat_open
-              & ~state.first_ending & jnp.where(state.sec_bars > 0, _part_ok(state.sec_bars), state.sections > 0))
+              & ~state.first_ending & jnp.where(state.sec_bars > 0, _part_ok(state.sec_bars), True)
+              & (state.sections + (state.sec_bars > 0) >= MIN_SECTIONS))
 
     allowed = jnp.select(
         [kind == NOTE, kind == DURATION, kind == BROKEN, kind == TUPLET, kind == BAR, kind == METER,
