@@ -89,7 +89,10 @@ def assert_trees_close(a, b, atol=1e-5, rtol=1e-4):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol, err_msg=str(path))
 
 
-@pytest.mark.parametrize("clip,scale,loss_scale", [(0.0, 0.1, 1.0), (5.0, 0.1, 1.0), (5.0, 1.0, 3000.0)])
+# The default suite keeps the case with clipping and a large loss scale; the others run with -m slow.
+@pytest.mark.parametrize("clip,scale,loss_scale", [pytest.param(0.0, 0.1, 1.0, marks=pytest.mark.slow),
+                                                   pytest.param(5.0, 0.1, 1.0, marks=pytest.mark.slow),
+                                                   (5.0, 1.0, 3000.0)])
 def test_gradients_equal_independent_lstm(excerpt_path, clip, scale, loss_scale):
     """Plain autodiff of the straightforward LSTM; the last case has clipping active."""
     model, params, batch = small_setup(excerpt_path, clip, scale=scale)
@@ -202,6 +205,7 @@ def _launch(config_file, workdir, data_path, steps, *extra):
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # 40 s on 2 cores; test_presets_differ_only_in_the_quirks keeps the configs honest
 def test_both_presets_train_from_the_launcher(tmp_path, excerpt_path):
     small = ["--config.hidden_size=16", "--config.num_layers=1", "--config.batch_size=4",
              "--config.log_every_steps=2"]

@@ -120,3 +120,36 @@ def test_disk_full_is_one_error_at_its_step(tmp_path, monkeypatch, where):
     monkeypatch.undo()
     manager.close()
     assert int(_restore(workdir).step) in (1, 2)  # step 2 only if orbax finished it before
+
+
+def test_train_and_sample_commands_go_on_from_the_previous_checkpoint(tmp_path):
+    """Issue 13: the newest checkpoint's data truncated, ``experiments.sample`` and a resumed
+    ``experiments.train`` both use the one before it and warn naming the damaged step."""
+    from tests.conftest import fixture_path, run_module
+
+    workdir = str(tmp_path / "run")
+    common = [f"--workdir={workdir}", "--config=experiments/configs/tiny.py",
+              f"--config.data_path={fixture_path('data_v2_excerpt.txt')}", "--config.batch_size=4",
+              "--config.valid_fraction=0.2", "--config.checkpoint_every_steps=2"]
+    first = run_module("experiments.train", *common, "--config.num_train_steps=4")
+    assert first.returncode == 0, first.stderr[-2000:]
+    files = _data_files(workdir, 4)
+    assert files
+    for path in files:
+        blob = open(path, "rb").read()
+        open(path, "wb").write(blob[: len(blob) // 2])
+
+    sample = run_module("experiments.sample", f"--workdir={workdir}", "--num_tunes=2", "--max_length=40",
+                        f"--output={tmp_path / 'tunes.abc'}")
+    assert sample.returncode == 0, sample.stderr[-2000:]
+    assert "Traceback" not in sample.stderr
+    assert "step 4" in sample.stderr and "damaged" in sample.stderr
+    assert (tmp_path / "tunes.abc").read_text().count("X:") == 2
+
+    resumed = run_module("experiments.train", *common, "--config.num_train_steps=6")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "step 4" in resumed.stderr and "damaged" in resumed.stderr
+    assert "using the checkpoint at step 2" in resumed.stderr
+    steps = sorted(int(name) for name in os.listdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR))
+                   if name.isdigit())
+    assert steps[-1] == 6

@@ -7,11 +7,15 @@ finished one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import gc
 import hashlib
 import json
 import os
+import sys
+import tempfile
 from typing import IO, Any
 
 import jax
@@ -141,28 +145,67 @@ def _verify(workdir: str, step: int, tree: Any, part: str) -> None:
         raise ValueError("its arrays do not match the checksum written when it was saved")
 
 
+@contextlib.contextmanager
+def _stderr_held(held_text: list[str]):
+    """Holds what is written to file descriptor 2 meanwhile and appends it to ``held_text``.
+
+    A failed orbax read of a damaged step leaves tracebacks behind ("Event loop is closed" from
+    its storage threads, "Task exception was never retrieved"), printed below Python's
+    ``sys.stderr``; the caller decides whether to show them again.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            gc.collect()  # the never-retrieved futures report when collected: here, not later
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            held_text.append(held.read().decode("utf-8", "replace"))
+
+
 def _restore_newest_intact(workdir: str, manager: ocp.CheckpointManager, restore, part: str) -> tuple[Any, int] | None:
     """Restore the newest step that reads and verifies, warning about each damaged newer one."""
+    faults: list[tuple[int, str]] = []
+    held_text: list[str] = []
+    try:
+        with _stderr_held(held_text):
+            found = _restore_newest_intact_loop(workdir, manager, restore, part, faults)
+    except BaseException:
+        sys.stderr.write("".join(held_text))
+        raise
+    if not faults:
+        sys.stderr.write("".join(held_text))  # nothing went wrong: what was printed is shown as it was
+    for step, reason in faults:
+        logging.warning("checkpoint at step %d in %s is damaged (%s); trying the previous one",
+                        step, workdir, reason)
+    if found is None and faults:
+        raise DamagedCheckpointError(f"{workdir}: every checkpoint is damaged: "
+                                     + "; ".join(f"step {step}: {reason}" for step, reason in faults))
+    if found is not None and faults:
+        logging.warning("using the checkpoint at step %d in %s", found[1], workdir)
+    return found
+
+
+def _restore_newest_intact_loop(workdir: str, manager: ocp.CheckpointManager, restore, part: str,
+                                faults: list[tuple[int, str]]) -> tuple[Any, int] | None:
     try:
         steps = sorted(manager.all_steps(), reverse=True)
     except Exception as error:  # noqa: BLE001 - orbax raises many kinds on a damaged folder
         raise DamagedCheckpointError(f"{workdir}: cannot list checkpoints ({error})") from None
-    faults = []
     for step in steps:
         try:
             restored = restore(step)
             _verify(workdir, step, restored["params"], part)
         except Exception as error:  # noqa: BLE001 - a damaged step fails in orbax's own ways
             reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            logging.warning("checkpoint at step %d in %s is damaged (%s); trying the previous one",
-                            step, workdir, reason)
-            faults.append(f"step {step}: {reason}")
+            faults.append((int(step), reason))
             continue
-        if faults:
-            logging.warning("using the checkpoint at step %d in %s", step, workdir)
         return restored, int(step)
-    if faults:
-        raise DamagedCheckpointError(f"{workdir}: every checkpoint is damaged: " + "; ".join(faults))
     return None
 
 
