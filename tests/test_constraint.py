@@ -299,6 +299,7 @@ def test_constrained_sampling_writes_valid_tunes(trained_run):
     np.testing.assert_array_equal(streamed, batch.ids[:, 1 : 1 + streamed.shape[1]])
 
 
+@pytest.mark.slow  # 35 s on 2 cores; the sampling tests above keep the constraint honest by default
 def test_constrained_greedy_is_the_best_allowed_token(trained_run):
     from folkrnn_jax.generate import constraint
 
