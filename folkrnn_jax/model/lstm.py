@@ -26,6 +26,23 @@ class LSTMParams(NamedTuple):
     bias: Array  # [4*hidden]
 
 
+def _gate_cotangents(gate: Array, tc: Array, c_prev: Array, dh_new: Array, dc_new: Array,
+                     gate_grad_clip: float) -> tuple[Array, Array, Array]:
+    """One step's cotangents of the pre-activation gates [..., 4H] (i, f, g, o), given the
+    activated gates, tanh(c), the previous cell state and the cotangents reaching h and c; also
+    the cell-state cotangent and the forget gate, which carry it to the previous step."""
+    H = gate.shape[-1] // 4
+    i, f, g, o = gate[..., :H], gate[..., H : 2 * H], gate[..., 2 * H : 3 * H], gate[..., 3 * H :]
+    dcn = dc_new + dh_new * o * (1.0 - tc * tc)
+    dz = jnp.concatenate(
+        [dcn * g * i * (1.0 - i), dcn * c_prev * f * (1.0 - f), dcn * i * (1.0 - g * g), dh_new * tc * o * (1.0 - o)],
+        axis=-1,
+    )
+    if gate_grad_clip:
+        dz = jnp.clip(dz, -gate_grad_clip, gate_grad_clip)
+    return dz, dcn, f
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def clip_gradient(x: Array, bound: float) -> Array:
     """Identity on the way forward; clips the cotangent elementwise to [-bound, bound]."""
@@ -149,19 +166,7 @@ def _fused_layer_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents
             dh_new, dc_new = dh, dc
         if unit_mask is not None:
             dh_new = dh_new * unit_mask
-        i, f, g, o = gate[:, :H], gate[:, H : 2 * H], gate[:, 2 * H : 3 * H], gate[:, 3 * H :]
-        dcn = dc_new + dh_new * o * (1.0 - tc * tc)
-        dz = jnp.concatenate(
-            [
-                dcn * g * i * (1.0 - i),
-                dcn * c_prev * f * (1.0 - f),
-                dcn * i * (1.0 - g * g),
-                dh_new * tc * o * (1.0 - o),
-            ],
-            axis=-1,
-        )
-        if gate_grad_clip:
-            dz = jnp.clip(dz, -gate_grad_clip, gate_grad_clip)
+        dz, dcn, f = _gate_cotangents(gate, tc, c_prev, dh_new, dc_new, gate_grad_clip)
         dh_prev = matmul(dz, w_t, matmul_dtype)
         dc_prev = dcn * f
         if m is not None:
@@ -357,19 +362,7 @@ def _wavefront_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents):
         dh_pass, dc_pass = dh - dh_new, dc - dc_new
         if unit_mask is not None:
             dh_new = dh_new * unit_mask[:, None, :]
-        i, f, g, o = gate[..., :H], gate[..., H : 2 * H], gate[..., 2 * H : 3 * H], gate[..., 3 * H :]
-        dcn = dc_new + dh_new * o * (1.0 - tc * tc)
-        dz = jnp.concatenate(
-            [
-                dcn * g * i * (1.0 - i),
-                dcn * c_prev * f * (1.0 - f),
-                dcn * i * (1.0 - g * g),
-                dh_new * tc * o * (1.0 - o),
-            ],
-            axis=-1,
-        )
-        if gate_grad_clip:
-            dz = jnp.clip(dz, -gate_grad_clip, gate_grad_clip)
+        dz, dcn, f = _gate_cotangents(gate, tc, c_prev, dh_new, dc_new, gate_grad_clip)
         dh0 = matmul(dz[0], w0_t, matmul_dtype)  # [B, H]
         dx = _bmatmul("lbn,lkn->lbk", dz[1:], ws, matmul_dtype)  # [L-1, B, 2H]
         d_below = dx[..., :H] if d is None else dx[..., :H] * d  # to h of layers 0..L-2
