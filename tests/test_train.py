@@ -107,3 +107,29 @@ def test_bad_data_gives_one_line_error(tmp_path, override, message):
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and message in error_lines[0]
+
+
+def test_epochs_without_improvement_counts_from_the_best_record():
+    records = [
+        {"step": 10, "epoch": 1.0, "valid_loss": 3.0},
+        {"step": 15, "epoch": 1.5, "train_loss": 2.0},
+        {"step": 20, "epoch": 2.0, "valid_loss": 2.5},
+        {"step": 30, "epoch": 3.0, "valid_loss": 2.6},
+        {"step": 40, "epoch": 4.0, "valid_loss": 2.5},  # a tie is no improvement
+    ]
+    assert metrics_lib.epochs_without_improvement(records, "valid_loss") == (2.5, 2.0)
+    assert metrics_lib.epochs_without_improvement(records[:3], "valid_loss") == (2.5, 0.0)
+    assert metrics_lib.epochs_without_improvement(records, "valid_loss/other") == (float("inf"), 0.0)
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path, excerpt_path):
+    # A learning rate too small to move the weights: the validation loss stays where it is, so
+    # the run stops two epochs after its first evaluation instead of running 20 epochs.
+    config = fixture_config(
+        excerpt_path, num_epochs=20, learning_rate=1e-12, early_stopping_epochs=2,
+        log_every_steps=1000, eval_every_steps=0,
+    )
+    loop_lib.train_and_evaluate(config, str(tmp_path))
+    evaluated = [r for r in metrics_lib.read_metrics(str(tmp_path)) if "valid_loss" in r]
+    assert [r["epoch"] for r in evaluated] == [1.0, 2.0, 3.0]
+    assert (tmp_path / "checkpoints" / str(evaluated[-1]["step"])).is_dir()

@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data_path = "data/folk_corpus.txt"
     config.valid_fraction = 0.05
     config.split_seed = 42
+    config.drop_duplicates = False  # True: repeated token sequences kept once before the split
     config.max_tune_length = 0  # 0 keeps every tune; >0 drops longer ones (tokens incl. <s>, </s>)
     # Model
     config.num_layers = 3
@@ -43,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.grad_clip_norm = 5.0
     config.loss_normalization = "token"
     config.eval_dropout = False
+    config.early_stopping_epochs = 0  # >0: stop when early_stopping_metric has not improved for so many epochs
+    config.early_stopping_metric = "valid_loss"
     config.seed = 0
     # Devices: the batch is sharded over a 'data' mesh axis, parameters replicated.
     config.mesh_shape = 0  # devices to use; 0: all local devices

@@ -63,14 +63,15 @@ class TrainingMix:
 
 
 def load_training_mix(
-    spec: str, valid_fraction: float, batch_size: int, seed: int = 42, max_length: int = 0
+    spec: str, valid_fraction: float, batch_size: int, seed: int = 42, max_length: int = 0,
+    drop_duplicates: bool = False,
 ) -> TrainingMix:
     """Read the files of ``spec`` (see ``source_paths``) and split each into training and
     validation tunes by the original's rule (``split_train_valid``), so that the validation
     loss can be reported per source.
 
-    A single file is used as it is (the original split of ``data_v2`` is reproduced). With
-    several files, a token sequence that occurs more than once (within or across files) is
+    A single file is used as it is (the original split of ``data_v2`` is reproduced) unless
+    ``drop_duplicates`` is set. With several files, or with ``drop_duplicates``, a token sequence that occurs more than once (within or across files) is
     kept once, at its first occurrence, before splitting, so that no validation tune is also
     a training tune.
 
@@ -80,6 +81,7 @@ def load_training_mix(
       batch_size: the training batch size, for that rounding.
       seed: the split's RandomState seed.
       max_length: if > 0, tunes longer than this (counting ``<s>`` and ``</s>``) are dropped.
+      drop_duplicates: keep one copy of repeated sequences in a single file too.
 
     Returns:
       The training sequences of every source, and the validation sequences by source name.
@@ -95,7 +97,7 @@ def load_training_mix(
         sequences = encode_tunes(read_v2_file(path))
         if max_length:
             sequences = [s for s in sequences if len(s) <= max_length]
-        if len(paths) > 1:
+        if len(paths) > 1 or drop_duplicates:
             unique = []
             for s in sequences:
                 if s.tobytes() not in seen:

@@ -15,7 +15,7 @@ from folkrnn_jax.data.mix import TrainingMix, load_training_mix
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import folkrnn, lstm
 from folkrnn_jax.training import checkpoints, parallel
-from folkrnn_jax.training.metrics import MetricsWriter
+from folkrnn_jax.training.metrics import MetricsWriter, epochs_without_improvement, read_metrics
 from folkrnn_jax.training.state import Array, TrainState, create_train_state, current_learning_rate
 from folkrnn_jax.training.steps import batch_to_dict, evaluate_sources, make_eval_step, make_train_step
 
@@ -24,7 +24,7 @@ def load_sequences(config: ml_collections.ConfigDict) -> TrainingMix:
     """The training mix of ``config.data_path`` (one file or several, comma-separated)."""
     mix = load_training_mix(
         config.data_path, config.valid_fraction, config.batch_size, seed=config.split_seed,
-        max_length=config.get("max_tune_length", 0),
+        max_length=config.get("max_tune_length", 0), drop_duplicates=config.get("drop_duplicates", False),
     )
     if len(mix.train) < config.batch_size:
         raise InputError(
@@ -114,6 +114,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if start_step:
         logging.info("resumed from the checkpoint at step %d", start_step)
     metrics = MetricsWriter(workdir, start_step)
+    # Early stopping watches one validation metric; its history survives a resume.
+    patience = config.get("early_stopping_epochs", 0)
+    watched = config.get("early_stopping_metric", "valid_loss")
+    history = read_metrics(workdir) if start_step and os.path.exists(metrics.path) else []
 
     train_step = make_train_step(model, config.loss_normalization, mesh)
     eval_step = make_eval_step(model, dropout=config.eval_dropout, mesh=mesh)
@@ -171,12 +175,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch")),
                 time_left(time.time() - run_start, step - start_step, total_steps - step),
             )
-        if step % config.checkpoint_every_steps == 0 or is_last:
+        stop_early = False
+        if patience and watched in record:
+            history.append(record)
+            best, stale = epochs_without_improvement(history, watched)
+            stop_early = stale >= patience
+        if step % config.checkpoint_every_steps == 0 or is_last or stop_early:
             checkpoints.save(manager, step, state)
         if "train_loss" in record:
             window_start = time.time()  # evaluation and saving do not count as training time
         if out_of_time:
             logging.info("stopping at step %d: max_train_seconds=%s reached", step, time_budget)
+            break
+        if stop_early:
+            logging.info("stopping at step %d: %s has not improved on %.4f for %g epochs",
+                         step, watched, best, patience)
             break
     manager.wait_until_finished()
     manager.close()

@@ -48,3 +48,22 @@ def read_metrics(workdir: str) -> list[dict]:
     with open(path, errors="replace") as f:
         records = [_parse(line) for line in f if line.strip()]
     return [r for r in records if r is not None]
+
+
+def epochs_without_improvement(records: list[dict], metric: str) -> tuple[float, float]:
+    """The best value of ``metric`` among the records and how many epochs have passed since it.
+
+    Args:
+      records: metrics records (``step``, ``epoch``, ...), oldest first.
+      metric: the key to watch, lower is better (e.g. ``valid_loss`` or
+        ``valid_loss/data_v2_first5000``).
+
+    Returns:
+      ``(best, epochs)``: the lowest value seen (inf if none) and the epochs from the record
+      that holds it to the newest record that has the metric (0 if none).
+    """
+    seen = [(r["epoch"], r[metric]) for r in records if metric in r and "epoch" in r]
+    if not seen:
+        return float("inf"), 0.0
+    best_epoch, best = min(seen, key=lambda item: (item[1], item[0]))
+    return best, seen[-1][0] - best_epoch
