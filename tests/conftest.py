@@ -48,13 +48,14 @@ def train_fixture_run(workdir, **overrides) -> str:
     return str(workdir)
 
 
-def run_module(module: str, *args: str, timeout: int = 600):
-    """Run ``python -m module args`` from the repository root and return the completed process."""
+def run_module(module: str, *args: str, timeout: int = 600, cwd: str = ROOT):
+    """Run ``python -m module args`` (from the repository root unless ``cwd`` says otherwise)
+    and return the completed process."""
     import subprocess
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env=env,
     )
 

@@ -170,6 +170,9 @@ def test_only_the_datas_rhythms():
     duration, broken rhythm or tuplet."""
     from folkrnn_jax.data import v2_format
 
+    missing = [p for p in rhythms.SOURCES if not os.path.exists(os.path.join(ROOT, p))]
+    if missing:
+        pytest.skip(f"{missing[0]} is not present (the v2 tunes live in ../shared/data)")
     tunes = [t for path in rhythms.SOURCES for t in v2_format.read_tunes(os.path.join(ROOT, path))]
     assert rhythms.attested(tunes) == rhythms.load_table()
     table = rhythms.load_table()

@@ -7,13 +7,14 @@ A v2 file holds one tune per block, blocks separated by a blank line: an ``M:`` 
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from folkrnn_jax import files
-from folkrnn_jax.errors import InputError
+from folkrnn_jax.errors import InputError, MissingFileError
 from folkrnn_jax.music import abc_out, vocab
 
 
@@ -64,8 +65,24 @@ def _parse_block(block: list[tuple[int, str]], path: str, tune_number: int) -> l
     return [meter, mode] + tokens
 
 
+# The real v2 tunes live beside the checkout in ../shared/data, never in this repository.
+SHARED_V2_FILES = ("data_v2_first5000.txt", "original_samples_config5_seed24_T1.txt")
+SHARED_V2_HINT = (
+    "the real folk-rnn v2 tunes are not part of this repository: put the first 5,000 tunes of "
+    "data/data_v2 of github.com/IraKorshunova/folk-rnn at ../shared/data/data_v2_first5000.txt "
+    "(data/README.md says how)"
+)
+
+
 def read_v2_file(path: str) -> list[list[str]]:
-    """Read a v2-format file; errors name the file and line."""
+    """Read a v2-format file; errors name the file and line.
+
+    Raises:
+      MissingFileError: no such file; for the v2 tunes kept outside the repository
+        (``SHARED_V2_FILES``) the message says how to get them.
+    """
+    if not os.path.exists(path) and os.path.basename(path) in SHARED_V2_FILES:
+        raise MissingFileError(f"data file not found: {path} ({SHARED_V2_HINT})")
     return parse_v2_text(files.read_text(path, "data file"), path)
 
 

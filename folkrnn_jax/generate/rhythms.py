@@ -26,7 +26,8 @@ from folkrnn_jax.files import atomic_write_text
 from folkrnn_jax.music import rhythm, vocab
 
 TABLE_PATH = os.path.join(os.path.dirname(__file__), "rhythms.json")
-SOURCES = ("data/data_v2_first5000.txt", "data/folk_corpus.txt")
+# Paths from the repository root; the v2 tunes live in ../shared/data (see data/README.md).
+SOURCES = ("../shared/data/data_v2_first5000.txt", "data/folk_corpus.txt")
 MIN_SHARE = 0.01
 MIN_TUNES = 3
 
