@@ -7,7 +7,7 @@ import pytest
 
 from folkrnn_jax.data import v2_format
 from folkrnn_jax.music import abc_in, abc_out, rhythm, vocab
-from tests.conftest import ROOT, SHARED_DATA, fixture_path
+from tests.conftest import SHARED_DATA, fixture_path
 
 # One bar of eighths per meter of the vocabulary, and how a player expects it beamed.
 EIGHTHS = "C D E F G A B c d e f g".split()
