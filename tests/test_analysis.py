@@ -129,3 +129,20 @@ def test_musical_order_groups_the_vocabulary():
     pitches = [t for t in order if vocab.is_pitch(t)]
     assert order.index(pitches[0]) + len(pitches) - 1 == order.index(pitches[-1])  # together
     assert pitches.index("C,") < pitches.index("C") < pitches.index("c") < pitches.index("c'")
+
+
+def test_learning_curves_from_metrics_records(tmp_path):
+    from folkrnn_jax.analysis import curves
+
+    records = [
+        {"step": 5, "epoch": 0.5, "train_loss": 3.0, "learning_rate": 0.003},
+        {"step": 10, "epoch": 1.0, "train_loss": 2.5, "valid_loss": 2.7, "valid_loss/a": 2.6,
+         "valid_loss_per_tune/a": 2.65},
+        {"step": 20, "epoch": 2.0, "train_loss": 2.0, "valid_loss": 2.2, "valid_loss/a": 2.1},
+    ]
+    series = curves.curve_series(records)
+    assert sorted(series) == ["train_loss", "valid_loss", "valid_loss/a"]
+    epochs, values = series["valid_loss/a"]
+    assert epochs.tolist() == [1.0, 2.0] and values.tolist() == [2.6, 2.1]
+    path = curves.learning_curve_figure(records, "a run", str(tmp_path / "curves.png"))
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
