@@ -137,7 +137,8 @@ def test_lstm_scan_clips_each_step(fused):
     weights = jnp.asarray(50.0 * rng.randn(T, B, H), jnp.float32)
 
     def loss(xp, clip):
-        _, hs = folkrnn.lstm_scan(w_hid, xp, carry, gate_grad_clip=clip, fused_backward=fused)
+        options = folkrnn.ScanOptions(gate_grad_clip=clip, fused_backward=fused)
+        _, hs = folkrnn.lstm_scan(w_hid, xp, carry, options=options)
         return (hs * weights).sum()
 
     dz_plain = np.abs(np.asarray(jax.grad(loss)(x_proj, 0.0)))

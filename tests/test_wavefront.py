@@ -84,13 +84,13 @@ def _objective_jax(schedule, matmul_dtype, tokens, mask, drop, unit, weights):
         dtype = jnp.dtype(matmul_dtype)
         if schedule == "wavefront":
             final, top = lstm.wavefront_scan(layers, x_proj, carry, jnp.asarray(mask), jnp.asarray(drop),
-                                             jnp.asarray(unit), matmul_dtype=dtype)
+                                             jnp.asarray(unit), options=lstm.ScanOptions(matmul_dtype=dtype))
         else:
             final, xs = [], None
             for j, layer in enumerate(layers):
                 xp = x_proj if j == 0 else lstm.matmul(xs, layer.w_in, dtype) + layer.bias
                 layer_carry, out = lstm.lstm_scan(layer.w_hid, xp, carry[j], jnp.asarray(mask),
-                                                  jnp.asarray(unit[j]), matmul_dtype=dtype)
+                                                  jnp.asarray(unit[j]), options=lstm.ScanOptions(matmul_dtype=dtype))
                 final.append(layer_carry)
                 xs = out * drop[j] if j < L - 1 else out
             top = xs

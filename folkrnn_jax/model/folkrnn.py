@@ -13,7 +13,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from folkrnn_jax.model.lstm import Array, Carry, LSTMParams, lstm_scan, matmul, resolve_schedule, wavefront_scan
+from folkrnn_jax.model.lstm import (
+    Array,
+    Carry,
+    LSTMParams,
+    ScanOptions,
+    lstm_scan,
+    matmul,
+    resolve_schedule,
+    wavefront_scan,
+)
 from folkrnn_jax.music import vocab
 
 
@@ -71,6 +80,17 @@ class FolkRNN(nn.Module):
         )
         self.dropout = nn.Dropout(self.dropout_rate)
 
+    @property
+    def scan_options(self) -> ScanOptions:
+        """The LSTM scans' options, from this model's fields."""
+        return ScanOptions(
+            gate_grad_clip=self.gate_grad_clip,
+            matmul_dtype=self.matmul_dtype,
+            unroll=self.unroll,
+            remat=self.remat,
+            fused_backward=self.fused_backward,
+        )
+
     def initial_carry(self, batch_size: int) -> Carry:
         """The state every sequence starts from: zeros, or the learned initial states."""
         H = self.hidden_size
@@ -120,7 +140,7 @@ class FolkRNN(nn.Module):
             x = jnp.swapaxes(inputs, 0, 1)  # [time, batch, vocab]
             x_proj = matmul(x, first.w_in, dtype) + first.bias
         if self._use_wavefront(inputs.shape[1], record):
-            return self._wavefront_forward(x_proj, carry, train, mask_t, unit_mask, logit_bias, dtype)
+            return self._wavefront_forward(x_proj, carry, train, mask_t, unit_mask, logit_bias)
         new_carry = []
         internals = {}
         hs = None  # the layer below's output [time, batch, hidden], from layer 1 on
@@ -133,12 +153,8 @@ class FolkRNN(nn.Module):
                 carry[j],
                 mask_t,
                 None if unit_mask is None else unit_mask[j],
-                self.gate_grad_clip,
-                dtype,
-                self.unroll,
-                record,
-                self.remat,
-                self.fused_backward,
+                options=self.scan_options,
+                record=record,
             )
             new_carry.append(layer_carry)
             if record:
@@ -157,7 +173,7 @@ class FolkRNN(nn.Module):
         return (schedule == "wavefront" and time > 1 and self.num_layers > 1 and not record
                 and not self.remat and self.fused_backward)
 
-    def _wavefront_forward(self, x_proj, carry, train, mask_t, unit_mask, logit_bias, dtype):
+    def _wavefront_forward(self, x_proj, carry, train, mask_t, unit_mask, logit_bias):
         """``_forward`` on the wavefront schedule (``lstm.wavefront_scan``): the dropout masks
         between layers are drawn first, in the layerwise path's order, so both schedules
         drop the same units for the same key."""
@@ -166,9 +182,7 @@ class FolkRNN(nn.Module):
         if train and self.dropout_rate > 0.0:
             ones = jnp.ones((T, B, self.hidden_size), jnp.float32)
             drop = jnp.stack([self._dropout(ones, train) for _ in range(self.num_layers - 1)])
-        new_carry, top = wavefront_scan(
-            self.lstm, x_proj, carry, mask_t, drop, unit_mask, self.gate_grad_clip, dtype, self.unroll
-        )
+        new_carry, top = wavefront_scan(self.lstm, x_proj, carry, mask_t, drop, unit_mask, options=self.scan_options)
         logits = jnp.swapaxes(self.output(self._dropout(top, train)), 0, 1)  # [batch, time, vocab]
         if logit_bias is not None:
             logits = logits + logit_bias

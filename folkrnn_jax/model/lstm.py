@@ -3,11 +3,15 @@ backward pass.
 
 The cell is a pure function of its parameters and state (the blog's equations, no
 peepholes), scanned over time with ``jax.lax.scan``. Gate order inside the fused
-``4*hidden`` axis is (input, forget, cell, output), as in Lasagne; ``GATES`` names it.
+``4*hidden`` axis is (input, forget, cell, output), as in Lasagne; ``GATES`` names it and
+``lstm_gates`` is the one place the gate arithmetic is written (the cell, the fused layer
+scan and the wavefront all go through it). How a scan runs (gradient clipping, matmul dtype,
+unroll, remat, fused backward) travels as one hashable ``ScanOptions``, passed by keyword.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -26,13 +30,74 @@ class LSTMParams(NamedTuple):
     bias: Array  # [4*hidden]
 
 
-def _gate_cotangents(gate: Array, tc: Array, c_prev: Array, dh_new: Array, dc_new: Array,
+@dataclasses.dataclass(frozen=True)
+class ScanOptions:
+    """How an LSTM scan runs. Hashable, so it can be a static (non-differentiated) argument.
+
+    Attributes:
+        gate_grad_clip: >0 clips the gradient into each gate pre-activation to
+            [-gate_grad_clip, gate_grad_clip] (Lasagne's ``grad_clipping``).
+        matmul_dtype: float32, or bfloat16 for bf16 matmul inputs with float32 accumulation.
+        unroll: ``lax.scan`` unroll.
+        remat: checkpoint each step of the layerwise autodiff scan (keeps only the carry per
+            step, so tunes of thousands of tokens fit in memory).
+        fused_backward: the layerwise scan is one ``custom_vjp`` with a hand-written backward
+            pass; False: plain autodiff through the scan.
+    """
+
+    gate_grad_clip: float = 0.0
+    matmul_dtype: Any = jnp.float32
+    unroll: int = 1
+    remat: bool = False
+    fused_backward: bool = True
+
+    def __post_init__(self):
+        # Normalised so that equal settings hash equal (jit caches on them).
+        object.__setattr__(self, "gate_grad_clip", float(self.gate_grad_clip))
+        object.__setattr__(self, "matmul_dtype", jnp.dtype(self.matmul_dtype))
+        object.__setattr__(self, "unroll", int(self.unroll))
+        object.__setattr__(self, "remat", bool(self.remat))
+        object.__setattr__(self, "fused_backward", bool(self.fused_backward))
+
+
+class Gates(NamedTuple):
+    """One step's activated gates, each [..., hidden], in the fused order ``GATES``."""
+
+    i: Array  # input gate
+    f: Array  # forget gate
+    g: Array  # cell input
+    o: Array  # output gate
+
+
+def lstm_gates(z: Array, c: Array) -> tuple[Array, Array, Gates, Array]:
+    """The LSTM step's arithmetic after the matmuls.
+
+    Args:
+        z: [..., 4H] gate pre-activations in the order ``GATES`` (i, f, g, o).
+        c: [..., H] the previous cell state.
+
+    Returns:
+        The new cell state c [..., H], the new hidden state h [..., H] (before any mask), the
+        activated gates and tanh of the new cell state (both kept for the backward pass).
+    """
+    H = c.shape[-1]
+    # One sigmoid over the three sigmoid gates together.
+    ifo = jax.nn.sigmoid(jnp.concatenate([z[..., : 2 * H], z[..., 3 * H :]], axis=-1))
+    i, f, o = ifo[..., :H], ifo[..., H : 2 * H], ifo[..., 2 * H :]
+    g = jnp.tanh(z[..., 2 * H : 3 * H])
+    c_new = f * c + i * g
+    tc = jnp.tanh(c_new)
+    return c_new, o * tc, Gates(i, f, g, o), tc
+
+
+def _gate_cotangents(gates: Array, tc: Array, c_prev: Array, dh_new: Array, dc_new: Array,
                      gate_grad_clip: float) -> tuple[Array, Array, Array]:
-    """One step's cotangents of the pre-activation gates [..., 4H] (i, f, g, o), given the
-    activated gates, tanh(c), the previous cell state and the cotangents reaching h and c; also
-    the cell-state cotangent and the forget gate, which carry it to the previous step."""
-    H = gate.shape[-1] // 4
-    i, f, g, o = gate[..., :H], gate[..., H : 2 * H], gate[..., 2 * H : 3 * H], gate[..., 3 * H :]
+    """The backward pass of ``lstm_gates``: one step's cotangents of the pre-activations
+    [..., 4H] (order ``GATES``), given the activated gates (concatenated, [..., 4H]), tanh(c),
+    the previous cell state and the cotangents reaching h and c; also the new cell state's
+    cotangent and the forget gate, which carry it to the previous step."""
+    H = gates.shape[-1] // 4
+    i, f, g, o = (gates[..., k * H : (k + 1) * H] for k in range(4))
     dcn = dc_new + dh_new * o * (1.0 - tc * tc)
     dz = jnp.concatenate(
         [dcn * g * i * (1.0 - i), dcn * c_prev * f * (1.0 - f), dcn * i * (1.0 - g * g), dh_new * tc * o * (1.0 - o)],
@@ -70,25 +135,27 @@ def lstm_cell(
     w_hid: Array,
     carry: LayerCarry,
     x_proj: Array,
-    gate_grad_clip: float = 0.0,
-    matmul_dtype: Any = jnp.float32,
-) -> tuple[LayerCarry, tuple[Array, Array, Array, Array]]:
-    """One LSTM step. ``x_proj`` is the input projection plus bias, [batch, 4*hidden].
+    *,
+    options: ScanOptions = ScanOptions(),
+) -> tuple[LayerCarry, Gates]:
+    """One LSTM step, differentiated by autodiff (``options.gate_grad_clip`` clips the
+    gradient into the pre-activations).
 
-    Returns the new (c, h) and the activated gates (i, f, o, g) for recording.
+    Args:
+        w_hid: [hidden, 4*hidden] recurrent weights.
+        carry: (c, h), each [batch, hidden].
+        x_proj: [batch, 4*hidden] the input projection plus bias.
+        options: matmul dtype and gradient clipping (the other fields do not apply).
+
+    Returns:
+        The new (c, h) and the activated gates (for recording).
     """
     c, h = carry
-    z = x_proj + matmul(h, w_hid, matmul_dtype)  # [batch, 4*hidden]
-    if gate_grad_clip:
-        z = clip_gradient(z, gate_grad_clip)
-    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-    i = jax.nn.sigmoid(zi)
-    f = jax.nn.sigmoid(zf)
-    g = jnp.tanh(zg)
-    o = jax.nn.sigmoid(zo)
-    c = f * c + i * g
-    h = o * jnp.tanh(c)
-    return (c, h), (i, f, o, g)
+    z = x_proj + matmul(h, w_hid, options.matmul_dtype)  # [batch, 4*hidden]
+    if options.gate_grad_clip:
+        z = clip_gradient(z, options.gate_grad_clip)
+    c, h, gates, _ = lstm_gates(z, c)
+    return (c, h), gates
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,50 +171,45 @@ def lstm_cell(
 
 
 def _fused_step(w_hid, c, h, xp, m, unit_mask, matmul_dtype):
-    z = xp + matmul(h, w_hid, matmul_dtype)
-    H = c.shape[-1]
-    ifo = jax.nn.sigmoid(jnp.concatenate([z[:, : 2 * H], z[:, 3 * H :]], axis=-1))
-    i, f, o = ifo[:, :H], ifo[:, H : 2 * H], ifo[:, 2 * H :]
-    g = jnp.tanh(z[:, 2 * H : 3 * H])
-    c_new = f * c + i * g
-    tc = jnp.tanh(c_new)
-    h_new = o * tc
+    z = xp + matmul(h, w_hid, matmul_dtype)  # [batch, 4H]
+    c_new, h_new, gates, tc = lstm_gates(z, c)
     if unit_mask is not None:
         h_new = h_new * unit_mask
     if m is not None:
         keep = m[:, None] > 0
         c_new = jnp.where(keep, c_new, c)
         h_new = jnp.where(keep, h_new, h)
-    return c_new, h_new, (i, f, g, o, tc)
+    return c_new, h_new, gates, tc
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
-def _fused_layer(w_hid, x_proj, c0, h0, mask, unit_mask, gate_grad_clip, matmul_dtype, unroll):
-    """(hs [time, batch, hidden], c_T, h_T); see the section comment above."""
+def _fused_layer_scan(w_hid, x_proj, c0, h0, mask, unit_mask, options, save):
+    """The forward scan; with ``save``, every step's h, c, gates and tanh(c) as well."""
 
     def step(carry, inputs):
         c, h = carry
         xp, m = inputs
-        c, h, _ = _fused_step(w_hid, c, h, xp, m, unit_mask, matmul_dtype)
-        return (c, h), h
+        c, h, gates, tc = _fused_step(w_hid, c, h, xp, m, unit_mask, options.matmul_dtype)
+        # The gates are saved concatenated, [batch, 4H] per step.
+        return (c, h), ((h, c, jnp.concatenate(gates, axis=-1), tc) if save else h)
 
-    (c, h), hs = jax.lax.scan(step, (c0, h0), (x_proj, mask), unroll=unroll)
+    return jax.lax.scan(step, (c0, h0), (x_proj, mask), unroll=options.unroll)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _fused_layer(w_hid, x_proj, c0, h0, mask, unit_mask, options):
+    """(hs [time, batch, hidden], c_T, h_T); see the section comment above."""
+    (c, h), hs = _fused_layer_scan(w_hid, x_proj, c0, h0, mask, unit_mask, options, False)
     return hs, c, h
 
 
-def _fused_layer_fwd(w_hid, x_proj, c0, h0, mask, unit_mask, gate_grad_clip, matmul_dtype, unroll):
-    def step(carry, inputs):
-        c, h = carry
-        xp, m = inputs
-        c, h, (i, f, g, o, tc) = _fused_step(w_hid, c, h, xp, m, unit_mask, matmul_dtype)
-        return (c, h), (h, c, jnp.concatenate([i, f, g, o], axis=-1), tc)
-
-    (c, h), (hs, cs, gates, tcs) = jax.lax.scan(step, (c0, h0), (x_proj, mask), unroll=unroll)
+def _fused_layer_fwd(w_hid, x_proj, c0, h0, mask, unit_mask, options):
+    (c, h), (hs, cs, gates, tcs) = _fused_layer_scan(w_hid, x_proj, c0, h0, mask, unit_mask, options, True)
     residuals = (w_hid, c0, h0, mask, unit_mask, hs, cs, gates, tcs)
     return (hs, c, h), residuals
 
 
-def _fused_layer_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents):
+def _fused_layer_bwd(options, residuals, cotangents):
+    matmul_dtype = options.matmul_dtype
     w_hid, c0, h0, mask, unit_mask, hs, cs, gates, tcs = residuals
     d_hs, d_cT, d_hT = cotangents
     H = c0.shape[-1]
@@ -166,7 +228,7 @@ def _fused_layer_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents
             dh_new, dc_new = dh, dc
         if unit_mask is not None:
             dh_new = dh_new * unit_mask
-        dz, dcn, f = _gate_cotangents(gate, tc, c_prev, dh_new, dc_new, gate_grad_clip)
+        dz, dcn, f = _gate_cotangents(gate, tc, c_prev, dh_new, dc_new, options.gate_grad_clip)
         dh_prev = matmul(dz, w_t, matmul_dtype)
         dc_prev = dcn * f
         if m is not None:
@@ -175,7 +237,7 @@ def _fused_layer_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents
         return (dh_prev, dc_prev), dz
 
     (dh0, dc0), dz = jax.lax.scan(
-        step, (d_hT, d_cT), (d_hs, gates, tcs, c_prev_all, mask), reverse=True, unroll=unroll
+        step, (d_hT, d_cT), (d_hs, gates, tcs, c_prev_all, mask), reverse=True, unroll=options.unroll
     )
     h_prev_all = jnp.concatenate([h0[None], hs[:-1]], axis=0)
     rows = h_prev_all.shape[0] * h_prev_all.shape[1]
@@ -194,36 +256,38 @@ def lstm_scan(
     carry: LayerCarry,
     mask: Array | None = None,
     unit_mask: Array | None = None,
-    gate_grad_clip: float = 0.0,
-    matmul_dtype: Any = jnp.float32,
-    unroll: int = 1,
+    *,
+    options: ScanOptions = ScanOptions(),
     record: bool = False,
-    remat: bool = False,
-    fused_backward: bool = True,
 ) -> tuple[LayerCarry, Any]:
     """Run one LSTM layer over time.
 
-    x_proj: [time, batch, 4*hidden]; mask: [time, batch] (0 keeps the previous state);
-    unit_mask: [hidden] multiplier on h (ablation). Returns the final carry and either
-    h over time [time, batch, hidden] or, with ``record``, a dict of gates and states.
+    With ``options.fused_backward`` (the default) the layer is one ``custom_vjp`` with a
+    hand-written backward scan (see ``_fused_layer``); ``record`` and ``options.remat`` use
+    the plain autodiff scan below.
 
-    With ``fused_backward`` (the default) the layer is one ``custom_vjp`` with a hand-written
-    backward scan (see ``_fused_layer``); ``record`` and ``remat`` use the plain autodiff
-    scan below (``remat`` checkpoints each step, keeping only the carry per step, so tunes of
-    thousands of tokens fit in memory).
+    Args:
+        w_hid: [hidden, 4*hidden] recurrent weights.
+        x_proj: [time, batch, 4*hidden] the input projection plus bias.
+        carry: (c, h), each [batch, hidden].
+        mask: [time, batch] 0 keeps the previous state (padding), or None.
+        unit_mask: [hidden] multiplier on h (ablation), or None.
+        options: how the scan runs.
+        record: return every step's gates and states instead of h alone.
+
+    Returns:
+        The final carry and either h over time [time, batch, hidden] or, with ``record``, a
+        dict of the gates ``i, f, g, o`` and the states ``c, h``, each [time, batch, hidden].
     """
-    if fused_backward and not record and not remat:
+    if options.fused_backward and not record and not options.remat:
         m = None if mask is None else (mask > 0).astype(x_proj.dtype)
         um = None if unit_mask is None else jnp.asarray(unit_mask, x_proj.dtype)
-        hs, c, h = _fused_layer(
-            w_hid, x_proj, carry[0], carry[1], m, um, float(gate_grad_clip), matmul_dtype, int(unroll)
-        )
+        hs, c, h = _fused_layer(w_hid, x_proj, carry[0], carry[1], m, um, options)
         return (c, h), hs
 
     def step(carry, inputs):
         xp, m = inputs
-        new_carry, gates = lstm_cell(w_hid, carry, xp, gate_grad_clip, matmul_dtype)
-        c, h = new_carry
+        (c, h), gates = lstm_cell(w_hid, carry, xp, options=options)
         if unit_mask is not None:
             h = h * unit_mask
         if m is not None:
@@ -231,13 +295,12 @@ def lstm_scan(
             c = jnp.where(keep, c, carry[0])
             h = jnp.where(keep, h, carry[1])
         if record:
-            i, f, o, g = gates
-            return (c, h), {"i": i, "f": f, "o": o, "g": g, "c": c, "h": h}
+            return (c, h), {**gates._asdict(), "c": c, "h": h}
         return (c, h), h
 
-    if remat:
+    if options.remat:
         step = jax.checkpoint(step)
-    return jax.lax.scan(step, carry, (x_proj, mask), unroll=unroll)
+    return jax.lax.scan(step, carry, (x_proj, mask), unroll=options.unroll)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,17 +341,6 @@ def _wave_masks(mask: Array | None, time: int, batch: int, layers: int) -> Array
     return _skew(jnp.broadcast_to(m[None], (layers, time, batch)), layers)
 
 
-def _wave_gates(z: Array, c: Array):
-    """Gates of [L, B, 4H] pre-activations; returns c_new, h_new (unmasked), (i, f, g, o, tc)."""
-    H = c.shape[-1]
-    ifo = jax.nn.sigmoid(jnp.concatenate([z[..., : 2 * H], z[..., 3 * H :]], axis=-1))
-    i, f, o = ifo[..., :H], ifo[..., H : 2 * H], ifo[..., 2 * H :]
-    g = jnp.tanh(z[..., 2 * H : 3 * H])
-    c_new = f * c + i * g
-    tc = jnp.tanh(c_new)
-    return c_new, o * tc, (i, f, g, o, tc)
-
-
 def _wave_cast(w_hid, w_stack, matmul_dtype):
     if matmul_dtype == jnp.float32:
         return w_hid, w_stack
@@ -301,9 +353,10 @@ def _bmatmul(spec: str, x: Array, w: Array, matmul_dtype: Any) -> Array:
     return jnp.einsum(spec, x.astype(matmul_dtype), w, preferred_element_type=jnp.float32)
 
 
-def _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, matmul_dtype, unroll, save):
+def _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options, save):
     """The forward wavefront scan. w_stack: [L-1, 2H, 4H] ([w_in; w_hid] of layers 1..);
     x_proj: [S, B, 4H] (layer 0, zero-padded); wmask: [S, L, B]; drop: [S, L-1, B, H] or None."""
+    matmul_dtype = options.matmul_dtype
     w0, ws = _wave_cast(w_hid0, w_stack, matmul_dtype)
 
     def step(carry, inputs):
@@ -313,37 +366,34 @@ def _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mas
         z0 = xp + matmul(h[0], w0, matmul_dtype)
         zr = _bmatmul("lbk,lkn->lbn", jnp.concatenate([below, h[1:]], axis=-1), ws, matmul_dtype)
         z = jnp.concatenate([z0[None], zr + b_rest[:, None, :]], axis=0)  # [L, B, 4H]
-        c_new, h_new, (i, f, g, o, tc) = _wave_gates(z, c)
+        c_new, h_new, gates, tc = lstm_gates(z, c)
         if unit_mask is not None:
             h_new = h_new * unit_mask[:, None, :]
         keep = m[..., None] > 0
         c_new = jnp.where(keep, c_new, c)
         h_new = jnp.where(keep, h_new, h)
-        out = (h_new[-1],)
-        if save:
-            out = (h_new, c_new, jnp.concatenate([i, f, g, o], axis=-1), tc)
+        out = (h_new, c_new, jnp.concatenate(gates, axis=-1), tc) if save else (h_new[-1],)
         return (c_new, h_new), out
 
-    return jax.lax.scan(step, (c0, h0), (x_proj, wmask, drop), unroll=unroll)
+    return jax.lax.scan(step, (c0, h0), (x_proj, wmask, drop), unroll=options.unroll)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11))
-def _wavefront(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, gate_grad_clip, matmul_dtype, unroll):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9,))
+def _wavefront(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options):
     """(h of the top layer per step [S, B, H], c_T [L, B, H], h_T [L, B, H])."""
-    (c, h), (top,) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask,
-                                   matmul_dtype, unroll, False)
+    (c, h), (top,) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options, False)
     return top, c, h
 
 
-def _wavefront_fwd(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, gate_grad_clip,
-                   matmul_dtype, unroll):
+def _wavefront_fwd(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options):
     (c, h), (hs, cs, gates, tcs) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop,
-                                                 unit_mask, matmul_dtype, unroll, True)
+                                                 unit_mask, options, True)
     residuals = (w_hid0, w_stack, b_rest, c0, h0, wmask, drop, unit_mask, hs, cs, gates, tcs)
     return (hs[:, -1], c, h), residuals
 
 
-def _wavefront_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents):
+def _wavefront_bwd(options, residuals, cotangents):
+    matmul_dtype = options.matmul_dtype
     w_hid0, w_stack, b_rest, c0, h0, wmask, drop, unit_mask, hs, cs, gates, tcs = residuals
     d_top, d_cT, d_hT = cotangents
     H = c0.shape[-1]
@@ -362,7 +412,7 @@ def _wavefront_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents):
         dh_pass, dc_pass = dh - dh_new, dc - dc_new
         if unit_mask is not None:
             dh_new = dh_new * unit_mask[:, None, :]
-        dz, dcn, f = _gate_cotangents(gate, tc, c_prev, dh_new, dc_new, gate_grad_clip)
+        dz, dcn, f = _gate_cotangents(gate, tc, c_prev, dh_new, dc_new, options.gate_grad_clip)
         dh0 = matmul(dz[0], w0_t, matmul_dtype)  # [B, H]
         dx = _bmatmul("lbn,lkn->lbk", dz[1:], ws, matmul_dtype)  # [L-1, B, 2H]
         d_below = dx[..., :H] if d is None else dx[..., :H] * d  # to h of layers 0..L-2
@@ -372,7 +422,7 @@ def _wavefront_bwd(gate_grad_clip, matmul_dtype, unroll, residuals, cotangents):
         return (dh_prev, dc_prev), dz
 
     (dh0, dc0), dz = jax.lax.scan(
-        step, (d_hT, d_cT), (d_top, gates, tcs, c_prev_all, wmask, drop), reverse=True, unroll=unroll
+        step, (d_hT, d_cT), (d_top, gates, tcs, c_prev_all, wmask, drop), reverse=True, unroll=options.unroll
     )
     S, _, B, _ = dz.shape
     rows = S * B
@@ -401,9 +451,8 @@ def wavefront_scan(
     mask: Array | None = None,
     drop: Array | None = None,
     unit_mask: Array | None = None,
-    gate_grad_clip: float = 0.0,
-    matmul_dtype: Any = jnp.float32,
-    unroll: int = 1,
+    *,
+    options: ScanOptions = ScanOptions(),
 ) -> tuple[Carry, Array]:
     """Run all LSTM layers over time in one wavefront scan (see the section comment above).
 
@@ -416,9 +465,8 @@ def wavefront_scan(
         drop: [L-1, time, batch, H] multipliers on each layer's output before the next layer
             reads it (dropout, already scaled), or None.
         unit_mask: [L, H] multipliers on h (ablation), or None.
-        gate_grad_clip: >0 clips the gradient into each gate pre-activation.
-        matmul_dtype: float32, or bfloat16 for bf16 matmul inputs with float32 accumulation.
-        unroll: lax.scan unroll.
+        options: gradient clipping, matmul dtype and unroll (``remat`` and the autodiff
+            backward are layerwise only: the model picks the layerwise scan for them).
 
     Returns:
         The final carry (per layer (c, h)) and the top layer's h over time [time, batch, H].
@@ -435,8 +483,7 @@ def wavefront_scan(
     um = None if unit_mask is None else jnp.asarray(unit_mask, x_proj.dtype)
     c0 = jnp.stack([c for c, _ in carry])
     h0 = jnp.stack([h for _, h in carry])
-    top, c, h = _wavefront(w_hid0, w_stack, b_rest, xp, c0, h0, wmask, d, um, float(gate_grad_clip),
-                           matmul_dtype, int(unroll))
+    top, c, h = _wavefront(w_hid0, w_stack, b_rest, xp, c0, h0, wmask, d, um, options)
     return tuple((c[l], h[l]) for l in range(L)), top[L - 1 :]
 
 
