@@ -46,6 +46,14 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def note_new_folder(folder: str) -> None:
+    """Print a note when ``folder`` (where a command is about to write) does not exist yet: the
+    commands create a missing output folder, and say so, rather than refuse or create it
+    silently."""
+    if folder and not os.path.isdir(folder):
+        print(f"note: creating the folder {folder}", file=sys.stderr, flush=True)
+
+
 def _own_module(name: str) -> bool:
     return any(part in name for part in OWN_MODULES) or name == "__main__"
 

@@ -80,7 +80,7 @@ def main(argv):
             done = kept / FLAGS.num_tunes
             bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
             eta = f", about {seconds * (1 - done) / done:.0f} s left" if 0 < done < 1 else ""
-            print(f"[{bar}] sampled {sampled} tunes, kept {kept} of {FLAGS.num_tunes} "
+            print(f"[{bar}] drawn {sampled} tunes, kept {kept} of {FLAGS.num_tunes} "
                   f"({sampled / max(seconds, 1e-9):.0f} tunes/s{eta})", file=sys.stderr, flush=True)
 
     if FLAGS.stream:
@@ -101,17 +101,19 @@ def main(argv):
             top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
             constrain=FLAGS.constrain,
         )
-    titles = [f"folkrnn_jax step {step} seed {FLAGS.seed} tune {i + 1}" for i in many.indices]
+    # T: says how each tune was drawn, so free, constrained and transposed tunes tell apart.
+    titles = [output_lib.tune_title(step, FLAGS.seed, i + 1, FLAGS.constrain, key) for i in many.indices]
     default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
     # The shipped model's folder is not a place for samples: they go to the current folder.
     output = FLAGS.output or (os.path.join(FLAGS.workdir, default) if FLAGS.workdir else default)
+    cli.note_new_folder(output if FLAGS.format != "abc" else os.path.dirname(os.path.abspath(output)))
     written = output_lib.write_tunes(many.tunes, titles, output, FLAGS.format, key=key)
     passing = sum(structure.is_valid_tune(t) for t in many.tunes)
-    print(f"{passing} of {len(many.tunes)} tunes ({100.0 * passing / max(1, len(many.tunes)):.1f}%) "
-          f"pass the structure checks; {many.sampled} sampled, {many.truncated} of those kept reached "
-          f"--max_length", flush=True)
-    logging.info("wrote %d tunes to %s (%d files; %d reached max_length)", len(many.tunes), output,
-                 written, many.truncated)
+    kept = len(many.tunes)
+    print(f"kept {kept} of {many.sampled} tunes drawn" + (" (only those passing the structure checks)"
+          if FLAGS.valid_only else "") + f"; {passing} of {kept} ({100.0 * passing / max(1, kept):.1f}%) pass the "
+          f"structure checks; {many.truncated} of {kept} reached --max_length", flush=True)
+    logging.info("wrote %d tunes to %s%s", kept, output, "" if FLAGS.format == "abc" else f" ({written} files)")
 
 
 if __name__ == "__main__":

@@ -325,7 +325,8 @@ def test_sample_cli_constrain(trained_run, tmp_path):
                         "--max_length=400", "--constrain", f"--output={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(l for l in result.stdout.splitlines() if "pass the structure checks" in l)
-    passing, truncated = int(line.split(" of ")[0]), int(line.split("sampled, ")[1].split(" of")[0])
+    kept, passing, truncated = (int(part.split(" of")[0].split()[-1]) for part in line.split("; "))
+    assert kept == 12 and line.startswith("kept 12 of 12 tunes drawn")
     assert passing + truncated == 12  # every tune that ended is valid
     assert out.read_text().count("X:") == 12
 

@@ -40,8 +40,10 @@ def _normalise(name: str) -> str:
 
 
 def test_pyproject_dependencies_admit_the_pins_of_requirements_txt():
-    project = _pyproject()["project"]
-    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    pyproject = _pyproject()
+    project = pyproject["project"]
+    build = [r for r in pyproject["build-system"]["requires"] if not r.startswith("setuptools")]
+    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"] + build]
     pins = _pins()
     names = {_normalise(r.name) for r in declared}
     assert names == set(pins), f"only in requirements.txt: {set(pins) - names}; only in pyproject: {names - set(pins)}"
@@ -80,12 +82,24 @@ def _owning_package(path: str, patterns: dict) -> tuple[str | None, str]:
     return None, path
 
 
-def test_console_scripts_name_modules_that_exist():
-    import importlib
+def test_every_command_has_a_console_script():
+    """``python -m experiments.NAME`` is also ``folkrnn-NAME`` (``_`` written ``-``); the
+    analyses share ``folkrnn-analyze KIND``."""
+    from experiments import console
 
-    for name, target in _pyproject()["project"]["scripts"].items():
+    scripts = _pyproject()["project"]["scripts"]
+    for name, target in scripts.items():
         module, function = target.split(":")
-        assert callable(getattr(importlib.import_module(module), function)), name
+        assert module == "experiments.console" and callable(getattr(console, function)), name
+    folder = os.path.join(ROOT, "experiments")
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py") or 'if __name__ == "__main__"' not in open(os.path.join(folder, name)).read():
+            continue
+        command = name[:-3]
+        if command.startswith("analyze_"):
+            assert command.removeprefix("analyze_") in console.ANALYSES, command
+        else:
+            assert "folkrnn-" + command.replace("_", "-") in scripts, command
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +134,7 @@ def test_after_pip_install_e_the_package_imports_from_another_folder(fresh_insta
     assert table == "True"
 
 
+@pytest.mark.slow  # about 50 s on the loaded 2-core machine: JAX starts and compiles in a new process
 def test_console_script_samples_tunes_from_another_folder(fresh_install):
     script = fresh_install["bin"] / "folkrnn-sample"
     assert shutil.which(str(script)), "pip install -e . did not install folkrnn-sample"

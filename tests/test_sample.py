@@ -238,7 +238,7 @@ def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
         # The ABC beside the MIDI is the tune it was made from.
         assert midi_lib.midi_notes(tools_lib.abc_to_midi(stem.with_suffix(".abc").read_text())) == \
             midi_lib.midi_notes(stem.with_suffix(".mid").read_bytes())
-    assert "tunes (" in result.stdout and "pass the structure checks" in result.stdout
+    assert "kept 6 of 6 tunes drawn" in result.stdout and "pass the structure checks" in result.stdout
     abc = tmp_path / "d.abc"
     result = _sample_cli(trained_run, abc, "--meter=6/8", "--mode=dor", "--key=D", "--max_length=200",
                          "--mask_tokens=|:,:|")
@@ -256,7 +256,7 @@ def test_sample_cli_midi_svg_and_options(trained_run, tmp_path):
             stem = tmp_path / "svg" / f"tune_{i:03d}"
             assert stem.with_suffix(".svg").read_text().lstrip().startswith(("<?xml", "<svg"))
             title = stem.with_suffix(".abc").read_text().splitlines()[1]
-            assert title.startswith("T:folkrnn_jax step") and title.endswith(f"seed 3 tune {i}")
+            assert title.startswith("T:folkrnn_jax step") and f"seed 3 tune {i}, " in title
             assert title[2:] in stem.with_suffix(".svg").read_text()
 
 
@@ -304,11 +304,13 @@ def test_sample_cli_valid_only_in_chunks(trained_run, tmp_path):
     args = ("--chunk_size=4", f"--max_length={len(prefix) + 3}", f"--prefix={' '.join(prefix)}")
     result = _sample_cli(trained_run, out, "--valid_only", *args)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "6 of 6 tunes (100.0%) pass the structure checks" in result.stdout
-    assert "sampled 32 tunes, kept" in result.stderr  # a progress line per round of 8 chunks
+    assert "6 of 6 (100.0%) pass the structure checks" in result.stdout
+    drawn = int(result.stdout.split(" tunes drawn")[0].split()[-1])
+    assert f"drawn {drawn} tunes, kept 6 of 6" in result.stderr  # the progress line of the last round
     assert len([b for b in out.read_text().split("\n\n") if b.strip()]) == 6
     result = _sample_cli(trained_run, tmp_path / "all.abc", "--num_tunes=16", *args)
-    passing = int(result.stdout.split(" of 16 tunes")[0].split()[-1])
+    assert "kept 16 of 16 tunes drawn" in result.stdout
+    passing = int(result.stdout.split(" of 16 (")[0].split()[-1])
     assert passing < 16  # without --valid_only, some tunes fail the checks
 
 
@@ -320,14 +322,37 @@ def test_sample_many_chunks_match_one_batch(trained_run):
     whole = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120)
     many = sampler.sample_many(model, params, key, 7, chunk_size=3, chunks_per_round=1, prefix="M:4/4",
                               max_length=120)
-    assert many.tunes == whole.all_tokens() and many.indices == list(range(7)) and many.sampled == 9
+    assert many.tunes == whole.all_tokens() and many.indices == list(range(7)) and many.sampled == 7
     # Continuous batching: 7 tunes through 2 rows, the same tunes; and rounds of 2 x 2 tunes.
     refill = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120, slots=2)
     np.testing.assert_array_equal(refill.ids, whole.ids)
     assert refill.steps >= sum(whole.lengths - 1) / 2
     rounds = sampler.sample_many(model, params, key, 7, chunk_size=2, chunks_per_round=2, prefix="M:4/4",
                                 max_length=120)
-    assert rounds.tunes == whole.all_tokens() and rounds.sampled == 8
+    assert rounds.tunes == whole.all_tokens() and rounds.sampled == 7  # rounds of 4 and 3: no tune more
+
+
+def test_round_size_follows_what_is_still_needed():
+    # Without --valid_only exactly what is missing, at most a round.
+    assert sampler.round_size(10, 0, 0, False, 2048) == 10
+    assert sampler.round_size(952, 2048, 2048, False, 2048) == 952
+    # With it, sized to the pass rate seen (one in two at first), a power of two from 8.
+    assert sampler.round_size(10, 0, 0, True, 2048) == 32
+    assert sampler.round_size(1, 9, 16, True, 2048) == 8
+    assert sampler.round_size(10, 0, 100, True, 2048) == 2048  # nothing passed yet: the largest round
+    assert sampler.round_size(5, 95, 100, True, 2048) == 8
+
+
+def test_valid_only_draws_in_rounds_sized_to_the_pass_rate_on_the_shipped_model(tmp_path):
+    """--num_tunes=10 --valid_only on the shipped model draws tens of tunes, not rounds of
+    2,048, and the summary says how many were drawn and kept."""
+    out = tmp_path / "valid.abc"
+    result = run_module("experiments.sample", "--num_tunes=10", "--valid_only", f"--output={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    drawn = int(result.stdout.split("kept 10 of ")[1].split(" tunes drawn")[0])
+    assert 10 <= drawn < 200, result.stdout
+    assert f"drawn {drawn} tunes, kept 10 of 10" in result.stderr
+    assert out.read_text().count("X:") == 10
 
 
 def test_sample_cli_stream_and_missing_abcm2ps(trained_run, tmp_path, monkeypatch):

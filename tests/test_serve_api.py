@@ -99,7 +99,8 @@ def test_tune_is_the_samplers(client, loaded, run_model, options):
     tune = response.json()
     expected = reference(run_model, settings)
     assert tune["tokens"] == expected
-    title = f"folkrnn_jax step {loaded[0].step} seed {settings.seed} tune {settings.tune}"
+    title = (f"folkrnn_jax step {loaded[0].step} seed {settings.seed} tune {settings.tune}, "
+             f"{'constrained' if settings.constrain else 'free'}, in {settings.key or 'C'}")
     assert tune["abc"] == abc_out.tokens_to_abc(expected, index=settings.tune, title=title, key=settings.key)
     assert tune["permalink"].startswith("/?") and f"seed={settings.seed}" in tune["permalink"]
     abc = client.get("/api/tune", params={**query, "format": "abc"})

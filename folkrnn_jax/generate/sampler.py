@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -393,6 +394,30 @@ class ManyTunes:
     truncated: int
 
 
+def round_size(needed: int, kept: int, sampled: int, valid_only: bool, largest: int) -> int:
+    """How many tunes the next round of ``sample_many`` draws.
+
+    Without ``valid_only``, exactly the ``needed`` ones. With it, enough for ``needed`` more
+    valid tunes at the pass rate seen so far, ``(kept + 1) / (sampled + 2)`` (one in two before
+    the first round), with a quarter more for luck, rounded up to a power of two from 8 so that
+    a few shapes are compiled; never more than ``largest``.
+
+    Args:
+      needed: tunes still to keep.
+      kept, sampled: tunes kept and drawn so far.
+      valid_only: whether only tunes passing the structure checks are kept.
+      largest: the most tunes a round may draw.
+
+    Returns:
+      The number of tunes to draw, at least 1.
+    """
+    if not valid_only:
+        return max(1, min(needed, largest))
+    pass_rate = (kept + 1) / (sampled + 2)
+    wanted = math.ceil(1.25 * needed / pass_rate)
+    return max(1, min(largest, 1 << max(3, (wanted - 1).bit_length())))
+
+
 def sample_many(
     model: FolkRNN,
     params: Any,
@@ -406,17 +431,17 @@ def sample_many(
     progress: Any = None,
     **options: Any,
 ) -> ManyTunes:
-    """``num_tunes`` tunes in rounds of ``chunk_size * chunks_per_round`` tunes (every round
-    the same shape, so one compilation), each round through ``chunk_size`` batch rows with
-    continuous batching (``sample_tunes(..., slots=chunk_size)``); tune i of the seed is the
-    same whatever the sizes. With ``valid_only``, rounds are sampled until ``num_tunes`` tunes
-    pass ``structure.is_valid_tune`` (at most ``max_sampled``, default ``max(50 * num_tunes,
-    1024)``, are tried). ``progress(kept, sampled)`` is called after each round; ``options``
-    go to ``sample_tunes``."""
+    """``num_tunes`` tunes in rounds of at most ``chunk_size * chunks_per_round`` tunes, each
+    round through ``chunk_size`` batch rows with continuous batching (``sample_tunes(...,
+    slots=chunk_size)``); tune i of the seed is the same whatever the sizes. Rounds draw only
+    what is still needed (``round_size``): 10 tunes are 10 draws. With ``valid_only``, rounds
+    are sampled until ``num_tunes`` tunes pass ``structure.is_valid_tune``, each sized to the
+    pass rate seen so far (at most ``max_sampled``, default ``max(50 * num_tunes, 1024)``, are
+    tried); the kept tunes are the first ``num_tunes`` valid ones under the seed.
+    ``progress(kept, sampled)`` is called after each round; ``options`` go to
+    ``sample_tunes``."""
     slots = max(1, chunk_size)
-    batch = slots * max(1, chunks_per_round)
-    if not valid_only:
-        batch = min(batch, num_tunes)
+    largest = slots * max(1, chunks_per_round)
     limit = max_sampled or max(50 * num_tunes, 1024)
     kept: list[list[str]] = []
     indices: list[int] = []
@@ -426,9 +451,10 @@ def sample_many(
             raise InputError(
                 f"only {len(kept)} of {num_tunes} tunes passed the structure checks in {sampled} sampled"
             )
+        batch = round_size(num_tunes - len(kept), len(kept), sampled, valid_only, min(largest, limit - sampled))
         result = sample_tunes(model, params, key, batch, offset=sampled, slots=slots, **options)
         for i in range(batch):
-            if len(kept) == num_tunes or (not valid_only and sampled + i >= num_tunes):
+            if len(kept) == num_tunes:
                 break
             tokens = result.tokens(i)
             if valid_only and not structure.is_valid_tune(tokens):

@@ -29,6 +29,19 @@ def _render_one_svg(abc_text: str, path: str, number: int) -> None:
         os.replace(made[0], path)
 
 
+def tune_title(step: int, seed: int, number: int, constrained: bool, key: str | None) -> str:
+    """The ``T:`` line of a sampled tune, saying how it was drawn (``experiments.sample`` and the
+    composer write the same one): ``folkrnn_jax step 3750 seed 0 tune 1, constrained, in D``.
+
+    Args:
+      step: the model's training step.
+      seed, number: the sampling seed and the tune's number under it (from 1).
+      constrained: whether the structure constraint shaped the tune.
+      key: the root the tune is written in (None: C, as sampled).
+    """
+    return f"folkrnn_jax step {step} seed {seed} tune {number}, {'constrained' if constrained else 'free'}, in {key or 'C'}"
+
+
 def write_tunes(
     tunes: Sequence[Sequence[str]],
     titles: Sequence[str],

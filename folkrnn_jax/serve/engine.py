@@ -42,6 +42,7 @@ from folkrnn_jax.generate import prefix as prefixes
 from folkrnn_jax.model import weights
 from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.music import abc_out, midi, structure, tools, transpose, vocab
+from folkrnn_jax.music import output as output_lib
 from folkrnn_jax.training import runs
 
 
@@ -566,7 +567,7 @@ class BatchSampler:
 
 def cli_title(step: int, settings: TuneSettings) -> str:
     """The title ``experiments.sample`` gives tune ``settings.tune`` of ``settings.seed``."""
-    return f"folkrnn_jax step {step} seed {settings.seed} tune {settings.tune}"
+    return output_lib.tune_title(step, settings.seed, settings.tune, settings.constrain, settings.key)
 
 
 def tune_abc(tokens: Sequence[str], settings: TuneSettings, step: int, title: str | None = None,
