@@ -12,6 +12,8 @@ sampling. The training column is the training split of the run's data (the tunes
 on, without its validation tunes); --data replaces the run's data_path.
 """
 
+import os
+
 from absl import flags, logging
 
 from experiments import cli
@@ -52,6 +54,11 @@ def main(argv):
     unknown = [m for m in modes if m not in report_lib.SAMPLING_MODES]
     if unknown or not modes:
         raise InputError(f"--modes={','.join(modes)}: choose from {', '.join(report_lib.SAMPLING_MODES)}")
+    if FLAGS.num_tunes < 1:
+        raise InputError(f"--num_tunes must be at least 1 (got {FLAGS.num_tunes})")
+    output = FLAGS.output_dir or (f"{FLAGS.workdir}/eval" if FLAGS.workdir else "eval")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise InputError(f"--output_dir={output} is a file, not a folder")
     options = report_lib.EvaluateOptions(
         modes=modes, num_tunes=FLAGS.num_tunes, temperature=FLAGS.temperature, seed=FLAGS.seed,
         max_length=FLAGS.max_length, samples=FLAGS.samples, data=FLAGS.data, validation=FLAGS.validation,
@@ -59,7 +66,7 @@ def main(argv):
         abc2midi_workers=FLAGS.abc2midi_workers,
     )
     report = report_lib.evaluate_model(FLAGS.workdir, options, log=logging.info)
-    output = FLAGS.output_dir or (f"{FLAGS.workdir}/eval" if FLAGS.workdir else "eval")
+    cli.note_new_folder(output)
     paths = report_lib.write_report(report, output)
     print(f"wrote {paths['markdown']}, {paths['json']} and {len(paths['images'])} plots", flush=True)
 

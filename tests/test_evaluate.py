@@ -156,8 +156,9 @@ def eval_run(tmp_path_factory):
 
 ROWS = ["tunes", *(f"meter {m} (%)" for m in (*vocab.METER_TOKENS, "other", "missing")),
         *(f"mode {m} (%)" for m in (*vocab.MODE_TOKENS, "other", "missing")),
-        "mean length (tokens)", "passing `structure` (%)", "abc2midi: no error (%)",
-        "abc2midi: bar-length warnings (%)", 'abc2midi: "not a power of 2" (%)', 'abc2midi: "denominator" (%)',
+        "mean length (tokens)", "passing `structure` (%)", "abc2midi: no error, warnings allowed (%)",
+        "abc2midi: bar-length warnings (%)", "abc2midi: other warnings (%)", 'abc2midi: "not a power of 2" (%)',
+        'abc2midi: "denominator" (%)', "abc2midi: other errors (%)",
         "distinct bar-line patterns", "share of the 15 commonest patterns (%)", "AABB with 8-bar parts (%)",
         "sharing 40+ tokens with a training tune (%)"]
 
@@ -210,6 +211,15 @@ def test_evaluate_cli(eval_run, tmp_path):
     assert result.returncode != 0 and "--constrain" in result.stderr.strip().splitlines()[-1]
 
 
+def test_a_bad_samples_file_fails_before_any_long_work(eval_run, tmp_path):
+    result = run_module("experiments.evaluate", f"--workdir={eval_run}", f"--samples={tmp_path / 'nope.abc'}",
+                        f"--output_dir={tmp_path / 'out'}", timeout=300)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "nope.abc" in errors[0], result.stderr[-2000:]
+    assert "training split" not in result.stderr and "validation NLL" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_report_samples_free_and_constrained(eval_run, tmp_path):
     # In-process (test_evaluate_cli runs the command line): both sampling modes in one table.
     options = report_lib.EvaluateOptions(num_tunes=3, max_length=120, validation=False, abc2midi_training=4)
@@ -227,6 +237,12 @@ def test_report_samples_free_and_constrained(eval_run, tmp_path):
     assert all(len(cells) == 4 for cells in table.values())
     assert table["meter M:4/4 (%)"][3] == "66.5; 53"
     assert all(name in table for name in ROWS)
+    # Every abc2midi class the plot shows (one bar per ABC2MIDI_CLASSES entry) has its row, and
+    # the classes are every kind the checks count.
+    summary = report["sets"]["free"]["abc2midi"]
+    assert {kind for kind, _, _ in report_lib.ABC2MIDI_CLASSES} == set(summary) - {"tunes", "failed", "examples"}
+    for kind, name, _ in report_lib.ABC2MIDI_CLASSES:
+        assert table[f"abc2midi: {name} (%)"][1].endswith(f"({summary[kind]:,})")
     json.dumps(report)  # JSON-ready
 
 

@@ -98,3 +98,19 @@ def test_sample_without_workdir_uses_the_shipped_model(tmp_path):
     text = (tmp_path / "tunes.abc").read_text()
     manifest = weights.read_manifest(weights.DEFAULT_MODEL_DIR)
     assert text.count("X:") == 2 and f"step {manifest['step']}" in text
+
+
+def test_export_model_refuses_to_overwrite_a_folder_without_overwrite(trained_run, tmp_path):
+    from tests.conftest import run_module
+
+    target = tmp_path / "new" / "model"
+    result = run_module("experiments.export_model", f"--workdir={trained_run}", f"--output={target}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"note: creating the folder {target}" in result.stderr
+    written = (target / weights.WEIGHTS_FILE).read_bytes()
+    result = run_module("experiments.export_model", f"--workdir={trained_run}", f"--output={target}", "--step=30")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "--overwrite" in errors[0], result.stderr[-2000:]
+    assert (target / weights.WEIGHTS_FILE).read_bytes() == written  # left as it was
+    runs.export_run(trained_run, str(target), 30, overwrite=True)
+    assert weights.read_manifest(str(target))["step"] == 30

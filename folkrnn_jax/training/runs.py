@@ -4,8 +4,10 @@ shipped with the project (``models/default``)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import folkrnn, weights
 from folkrnn_jax.training import checkpoints
 
@@ -39,7 +41,8 @@ def load_run(workdir: str | None = None, step: int | None = None) -> tuple[folkr
     return folkrnn.model_from_config(config), params, step
 
 
-def export_run(workdir: str, output: str, step: int | None = None, facts: dict | None = None) -> str:
+def export_run(workdir: str, output: str, step: int | None = None, facts: dict | None = None,
+               overwrite: bool = False) -> str:
     """Write the parameters of a run's checkpoint as a model folder (``weights.export_model``).
 
     Args:
@@ -47,10 +50,18 @@ def export_run(workdir: str, output: str, step: int | None = None, facts: dict |
       output: the model folder to write.
       step: the checkpoint (default: the latest).
       facts: extra manifest entries (e.g. validation NLL); the step is added.
+      overwrite: replace the files of an ``output`` folder that already holds some.
 
     Returns:
       The SHA-256 of the weights file.
+
+    Raises:
+      InputError: ``output`` holds files and ``overwrite`` is False (checked before the
+        checkpoint is read).
     """
+    if not overwrite and os.path.isdir(output) and os.listdir(output):
+        raise InputError(f"{output} already holds files ({', '.join(sorted(os.listdir(output))[:4])}); "
+                         "give --overwrite to replace them, or another --output")
     config = checkpoints.load_config(workdir)
     params, step = checkpoints.load_params(workdir, step)
     return weights.export_model(output, params, config, {**(facts or {}), "step": int(step)})
