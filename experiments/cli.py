@@ -63,7 +63,9 @@ def _config_fields_help(argv: list[str]) -> str:
     with their defaults, as ``--config.FIELD`` lines."""
     if "config" not in flags.FLAGS:
         return ""
+    # --config=FILE or --config FILE, as absl reads both
     named = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    named += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
     try:
         if named:
             import runpy  # the config file is a Python module with get_config()
@@ -76,7 +78,8 @@ def _config_fields_help(argv: list[str]) -> str:
     except Exception as error:  # help still prints the flags when the file cannot be loaded
         return f"\n(config fields not listed: {error})\n"
     source = named[0] if named else "experiments/configs/v2.py"
-    lines = [f"\nConfig fields (override with --config.FIELD=VALUE; defaults of {source}):"]
+    lines = [f"\nConfig fields (override with --config.FIELD=VALUE; defaults of {source}"
+             + ("" if named else ", as no --config was given") + "):"]
     lines += [f"  --config.{key}={value!r}" for key, value in sorted(config.items())]
     return "\n".join(lines) + "\n"
 

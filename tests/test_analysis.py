@@ -1,5 +1,7 @@
-"""Every analysis command on a tiny trained run; ablation and nudging go through the model."""
+"""Every analysis command on a tiny trained run; ablation and nudging go through the model;
+every figure names what it looked at."""
 
+import json
 import os
 
 import numpy as np
@@ -29,6 +31,80 @@ def test_analysis_writes_pngs(tiny_run, tmp_path, kind):
     if kind == "record":
         rec = np.load(tmp_path / "record.npz")
         assert "layer_1/h" in rec and "probs" in rec and len(rec["tokens"]) == rec["probs"].shape[0]
+
+
+@pytest.fixture
+def captions(monkeypatch):
+    """The caption (suptitle) of every figure an analysis saves."""
+    seen = []
+    save = plots.save_figure
+
+    def keep(fig, path, *args, **kwargs):
+        seen.append(fig._suptitle.get_text().replace("\n", " ") if fig._suptitle else "")
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return seen
+
+
+@pytest.mark.parametrize("kind", sorted(probes.ANALYSES))
+def test_every_figure_names_model_step_n_and_layer(tiny_run, tmp_path, kind, captions):
+    step = runs_lib.load_run(tiny_run)[2]
+    lines = []
+    options = probes.AnalysisOptions(num_tunes=2 if kind in ("bars", "forcing") else 0, max_length=150)
+    paths = probes.ANALYSES[kind](tiny_run, str(tmp_path), options, lines.append)
+    about = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())["about"]
+    assert about["model"] == tiny_run and about["step"] == step
+    for text in [c for c in captions if c] + lines:
+        assert tiny_run in text and f"step {step}" in text, text
+        assert "layer" in text and "layer 0" not in text and "layer_" not in text, text
+    if kind in ("softmax", "embeddings"):
+        assert about["num_tunes"] == 0 and "no tunes" in lines[0]
+    else:
+        n = {"record": 1, "gram": 1, "bars": 2, "forcing": 2}[kind]
+        assert about["num_tunes"] == n and f"n = {n} tune" in lines[0]
+    assert len(lines) == 1 and all(captions[:1])  # one printed line; the main figure has its caption
+
+
+def test_bar_probe_takes_tunes_count_and_layer(tiny_run, tmp_path):
+    from tests.conftest import fixture_path
+
+    data = fixture_path("data_v2_excerpt.txt")
+    result = run_module("experiments.analyze_bars", f"--workdir={tiny_run}", f"--output={tmp_path}",
+                        f"--tunes={data}", "--indices=2,3,5", "--layer=1", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    bars = json.loads((tmp_path / "bars.json").read_text())
+    assert bars["layer"] == 1 and bars["about"]["layer"] == "first layer"
+    assert bars["about"]["num_tunes"] == 3 and bars["about"]["tunes"] == f"tunes 2-3, 5 of {data}"
+    assert "n = 3 tunes (tunes 2-3, 5 of" in result.stdout and "units zeroed in the first layer" in result.stdout
+    # Without --layer: the layer with the most bar-period power, not always the last one.
+    model, params, step = runs_lib.load_run(tiny_run)
+    subject = probes.select_tunes(model, params, tiny_run, step, probes.AnalysisOptions(tunes=data, num_tunes=3), 8)
+    result = probes.bar_ablation(model, params, subject.tunes, (0, 2))
+    assert result["layer"] == probes.strongest_bar_layer(result["power"])
+    power = np.zeros((3, 16))
+    power[0, :8] = 1.0
+    assert probes.strongest_bar_layer(power) == 0
+    # Tunes outside the file and layers the model does not have are one-line errors.
+    for flag, words in (("--indices=99", "holds tunes 1-"), ("--layer=7", "has layers 1-2")):
+        bad = run_module("experiments.analyze_bars", f"--workdir={tiny_run}", f"--output={tmp_path}",
+                         f"--tunes={data}", flag, timeout=300)
+        assert bad.returncode == 2 and words in bad.stderr.strip().splitlines()[-1], bad.stderr[-2000:]
+
+
+def test_forcing_takes_tunes_from_a_file_and_a_count(tiny_run, tmp_path):
+    from tests.conftest import fixture_path
+
+    data = fixture_path("data_v2_excerpt.txt")
+    lines = []
+    options = probes.AnalysisOptions(tunes=data, indices=(1, 4), max_length=120)
+    probes.run_forcing(tiny_run, str(tmp_path), options, lines.append)
+    forcing = json.loads((tmp_path / "forcing.json").read_text())
+    assert forcing["about"]["num_tunes"] == 2 and "opening bar of tunes 1, 4 of" in forcing["about"]["tunes"]
+    opening = probes._opening(["<s>"] + open(data).read().split("\n\n")[0].split())
+    assert forcing["plain"]["first_tune"].split()[: len(opening) - 1] == opening[1:]
+    with pytest.raises(probes.InputError, match="--layer"):
+        probes.run_forcing(tiny_run, str(tmp_path), probes.AnalysisOptions(layer=1), lines.append)
 
 
 @pytest.mark.parametrize("kind", ["softmax", "embeddings"])

@@ -38,6 +38,19 @@ def set_title(ax, text: str, width: int = 45, **kwargs) -> None:
     ax.set_title("\n".join(textwrap.wrap(text, width)), **kwargs)
 
 
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
+def layer_name(index: int) -> str:
+    """A layer as the blog names it, counted from the input: index 0 is ``"first layer"``."""
+    return f"{ORDINALS[index]} layer" if 0 <= index < len(ORDINALS) else f"layer {index + 1}"
+
+
+def caption(fig, text: str, width: int = 110) -> None:
+    """What a figure looked at (model, step, tunes, layer), wrapped, above all its panels."""
+    fig.suptitle("\n".join(textwrap.wrap(text, width)), fontsize=10)
+
+
 def no_data(ax, text: str = "no data") -> None:
     """Mark an empty panel: ``text`` in its middle, no ticks."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11, color="0.4")

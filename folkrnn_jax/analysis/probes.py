@@ -7,14 +7,19 @@ replace the one-hot encoding (two-hot input forcing). Nothing edits the model's 
 
 Each ``run_*`` function writes PNG + JSON (and the recording an ``.npz``) into an output
 directory and returns the written paths; ``experiments/analyze_*.py`` are their entry points.
+``AnalysisOptions`` says which tunes (a file and indices, or sampled with a seed), how many and
+which layer; every figure's caption and every JSON's ``about`` name the model, its step, the
+tunes and their number, and the layer, counted from the input as the blog does (first, second,
+third).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +28,10 @@ import numpy as np
 from folkrnn_jax import files
 from folkrnn_jax.analysis import plots
 from folkrnn_jax.data import mix, v2_format
+from folkrnn_jax.errors import InputError
 from folkrnn_jax.generate import prefix as prefix_lib
 from folkrnn_jax.generate import sampler
+from folkrnn_jax.model import weights
 from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.music import structure, vocab
 from folkrnn_jax.training import checkpoints, runs
@@ -49,6 +56,132 @@ def enharmonic_pairs() -> list[tuple[str, str]]:
 
 def _write_json(obj: Any, path: str) -> str:
     return files.atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+SAMPLED = "sampled"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisOptions:
+    """What an analysis looks at (the flags of ``experiments/analyze_*.py``).
+
+    Attributes:
+      seed: RNG seed of sampled tunes and of the random controls (random units, random pitches).
+      tunes: where the tunes come from: a v2 or ABC file, ``"sampled"`` (drawn from the model
+        with ``seed`` after ``prefix``), or ``""`` for the analysis's default (bars: the first
+        file of the run's training data; the others: sampled).
+      indices: which tunes of the file, numbered from 1 in file order; empty: the first
+        ``num_tunes`` of at most ``max_length`` tokens.
+      num_tunes: how many tunes; 0: the analysis's default (``DEFAULT_NUM_TUNES``).
+      layer: the layer to probe, 1 for the first (nearest the input); 0: bars picks the layer
+        with the most bar-period power, record and gram show every layer.
+      prefix: what sampled tunes start with (v2 tokens or ABC, as ``--prefix`` of sampling).
+      max_length: tokens per tune at most, counting ``<s>`` and ``</s>``.
+    """
+
+    seed: int = 0
+    tunes: str = ""
+    indices: tuple[int, ...] = ()
+    num_tunes: int = 0
+    layer: int = 0
+    prefix: str = "M:4/4 K:Cmaj"
+    max_length: int = 400
+
+
+# Tunes an analysis looks at unless --num_tunes says otherwise (forcing: per setting).
+DEFAULT_NUM_TUNES = {"record": 1, "gram": 1, "bars": 8, "forcing": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """What an analysis looked at: the model (its folder and step) and the tunes (token lists
+    with ``<s>``, and ``</s>`` where they ended), with where they came from."""
+
+    model: str
+    step: int
+    tunes: list[list[str]]
+    source: str
+
+    def describe(self, layer: str = "") -> str:
+        """One line for a caption or the console: model, step, n, the tunes, the layer."""
+        n = len(self.tunes)
+        text = f"{self.model}, step {self.step}; n = {n} tune{'' if n == 1 else 's'} ({self.source})"
+        return text + (f"; {layer}" if layer else "")
+
+    def about(self, **extra: Any) -> dict[str, Any]:
+        """The same for a JSON file."""
+        return {"model": self.model, "step": self.step, "num_tunes": len(self.tunes), "tunes": self.source, **extra}
+
+
+def model_name(workdir: str) -> str:
+    """How titles name a run or model folder (the shipped one as ``models/default``)."""
+    if os.path.abspath(workdir) == os.path.abspath(weights.DEFAULT_MODEL_DIR):
+        return "models/default"
+    return workdir
+
+
+def _numbers(indices: Sequence[int]) -> str:
+    """``1-4, 9`` for [1, 2, 3, 4, 9]."""
+    parts: list[str] = []
+    for i in indices:
+        if parts and parts[-1].split("-")[-1] == str(i - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ", ".join(parts)
+
+
+def select_tunes(model: FolkRNN, params: Any, workdir: str, step: int, options: AnalysisOptions,
+                 default_num_tunes: int, default_source: str = SAMPLED) -> Subject:
+    """The tunes an analysis looks at, as ``options`` says.
+
+    Args:
+      model, params, workdir, step: the model (``runs.load_run(workdir)``).
+      options: ``tunes``, ``indices``, ``num_tunes``, ``seed``, ``prefix``, ``max_length``.
+      default_num_tunes: how many when ``options.num_tunes`` is 0.
+      default_source: ``"sampled"`` or ``""`` (the run's training data) when ``options.tunes``
+        is empty.
+
+    Returns:
+      The ``Subject``: tunes with ``<s>`` (and ``</s>``) and a description of where they came
+      from.
+
+    Raises:
+      InputError: indices outside the file, indices for sampled tunes, or no tune short enough.
+    """
+    n = options.num_tunes or default_num_tunes
+    source = options.tunes or default_source
+    if n < 1:
+        raise InputError(f"--num_tunes must be at least 1 (got {n})")
+    if source == SAMPLED:
+        if options.indices:
+            raise InputError("--indices picks tunes of a file (--tunes=FILE), not sampled ones")
+        result = sampler.sample_tunes(model, params, jax.random.PRNGKey(options.seed), n, options.prefix, 1.0,
+                                      options.max_length)
+        return Subject(model_name(workdir), step, result.all_tokens(),
+                       f"sampled with seed {options.seed} after {options.prefix!r}, at most "
+                       f"{options.max_length} tokens")
+    path = source or mix.source_paths(checkpoints.load_config(workdir).data_path)[0]
+    found = v2_format.read_tunes(path)
+    if options.indices:
+        outside = [i for i in options.indices if not 1 <= i <= len(found)]
+        if outside:
+            raise InputError(f"--indices {_numbers(outside)}: {path} holds tunes 1-{len(found)}")
+        chosen = list(options.indices)
+    else:
+        chosen = [i + 1 for i, t in enumerate(found) if len(t) + 2 <= options.max_length][:n]
+        if not chosen:
+            raise InputError(f"no tune of {path} has at most {options.max_length} tokens (--max_length)")
+    tunes = [[vocab.START] + found[i - 1] + [vocab.END] for i in chosen]
+    return Subject(model_name(workdir), step, tunes, f"tunes {_numbers(chosen)} of {path}")
+
+
+def _layer_index(options: AnalysisOptions, num_layers: int) -> int | None:
+    """``options.layer`` (1 = first) as an index from 0; None when 0 (not chosen)."""
+    if not 0 <= options.layer <= num_layers:
+        raise InputError(f"--layer={options.layer}: the model has layers 1-{num_layers} (1 is the first, "
+                         "nearest the input)")
+    return options.layer - 1 if options.layer else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,30 +219,33 @@ def save_record(path: str, recorded: dict[str, np.ndarray], tokens: Sequence[str
     return path
 
 
-def sample_one(model: FolkRNN, params: Any, seed: int = 0, prefix: str = "M:4/4 K:Cmaj",
-               max_length: int = 300) -> list[str]:
-    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(seed), 1, prefix, 1.0, max_length)
-    return result.tokens(0)
-
-
-def run_record(workdir: str, output: str, seed: int = 0) -> list[str]:
-    """Generate one tune, record every internal signal over it, plot the hidden states."""
+def run_record(workdir: str, output: str, options: AnalysisOptions = AnalysisOptions(),
+               log: Callable[[str], None] = print) -> list[str]:
+    """Record every internal signal over one tune (sampled, or ``options.indices[0]`` of a
+    file), plot the hidden states of every layer (or of ``options.layer``)."""
     os.makedirs(output, exist_ok=True)
-    model, params, _ = runs.load_run(workdir)
-    tokens = sample_one(model, params, seed)
+    model, params, step = runs.load_run(workdir)
+    subject = select_tunes(model, params, workdir, step, options, DEFAULT_NUM_TUNES["record"])
+    tokens = subject.tunes[0]
+    chosen = _layer_index(options, model.num_layers)
+    layers = list(range(model.num_layers)) if chosen is None else [chosen]
+    log(f"record: {subject.describe(', '.join(plots.layer_name(j) for j in layers))}")
     rec = record(model, params, tokens)
     paths = [save_record(os.path.join(output, "record.npz"), rec, tokens)]
     plt = plots.pyplot()
-    fig, axes = plt.subplots(model.num_layers, 1, figsize=(max(10, 0.13 * len(tokens)), 2.8 * model.num_layers),
+    fig, axes = plt.subplots(len(layers), 1, figsize=(max(10, 0.13 * len(tokens)), 2.8 * len(layers) + 0.6),
                              squeeze=False)
-    for j in range(model.num_layers):
-        plots.heatmap(fig, axes[j, 0], rec[f"layer_{j}/h"].T, title=f"Layer {j} hidden state h over a generated tune",
+    for row, j in enumerate(layers):
+        last = row == len(layers) - 1
+        plots.heatmap(fig, axes[row, 0], rec[f"layer_{j}/h"].T,
+                      title=f"Hidden state h of the {plots.layer_name(j)} over the tune",
                       colorbar_label="h", vmin=-1, vmax=1, ylabel="unit",
-                      x_labels=tokens if j == model.num_layers - 1 else None,
-                      xlabel="input token" if j == model.num_layers - 1 else "", max_labels=400)
+                      x_labels=tokens if last else None, xlabel="input token" if last else "", max_labels=400)
     plots.label_ticks(axes[-1, 0], tokens, "x", max_labels=400, fontsize=7)
+    plots.caption(fig, subject.describe(f"layers counted from the input ({len(layers)} shown)"))
     paths.append(plots.save_figure(fig, os.path.join(output, "record_hidden.png")))
     summary = {
+        "about": subject.about(layers=[plots.layer_name(j) for j in range(model.num_layers)]),
         "tokens": tokens,
         "mean_abs_h": [float(np.abs(rec[f"layer_{j}/h"]).mean()) for j in range(model.num_layers)],
         "share_abs_h_below_0.1": [float((np.abs(rec[f"layer_{j}/h"]) < 0.1).mean()) for j in range(model.num_layers)],
@@ -131,9 +267,13 @@ def softmax_analysis(params: Any) -> dict[str, Any]:
     return {"bias": bias, "column_correlation": corr, "singular_values": singular}
 
 
-def run_softmax(workdir: str, output: str, seed: int = 0) -> list[str]:
+def run_softmax(workdir: str, output: str, options: AnalysisOptions = AnalysisOptions(),
+                log: Callable[[str], None] = print) -> list[str]:
+    """The softmax layer's bias, weight-column correlations and singular values (no tunes)."""
     os.makedirs(output, exist_ok=True)
-    _, params, _ = runs.load_run(workdir)
+    model, params, step = runs.load_run(workdir)
+    where = f"{model_name(workdir)}, step {step}; the softmax (output) layer, after the {plots.layer_name(model.num_layers - 1)}; no tunes"
+    log(f"softmax: {where}")
     result = softmax_analysis(params)
     plt = plots.pyplot()
     fig = plt.figure(figsize=(22, 8))
@@ -151,12 +291,14 @@ def run_softmax(workdir: str, output: str, seed: int = 0) -> list[str]:
     plots.set_title(ax, f"Singular values of the softmax weights (largest {result['singular_values'][0]:.1f})")
     ax.set_xlabel("rank")
     ax.set_ylabel("singular value")
+    plots.caption(fig, where)
     paths = [plots.save_figure(fig, os.path.join(output, "softmax.png"))]
     paths.append(plots.token_heatmap_figure(
-        result["column_correlation"], "Correlation of the softmax weight columns (tokens grouped by kind, "
-        "pitches low to high)", "Pearson correlation", os.path.join(output, "softmax_correlation.png")))
+        result["column_correlation"], f"Correlation of the softmax weight columns (tokens grouped by kind, "
+        f"pitches low to high); {where}", "Pearson correlation", os.path.join(output, "softmax_correlation.png")))
     top = [(vocab.TOKENS[i], float(result["bias"][i])) for i in order[:10]]
     paths.append(_write_json({
+        "about": {"model": model_name(workdir), "step": step, "num_tunes": 0, "layer": "softmax"},
         "largest_singular_value": float(result["singular_values"][0]),
         "singular_values": result["singular_values"].tolist(),
         "bias_top10": top,
@@ -193,10 +335,15 @@ def input_similarity(params: Any, seed: int = 0, num_random: int = 2000) -> dict
     }
 
 
-def run_embeddings(workdir: str, output: str, seed: int = 0) -> list[str]:
+def run_embeddings(workdir: str, output: str, options: AnalysisOptions = AnalysisOptions(),
+                   log: Callable[[str], None] = print) -> list[str]:
+    """Similarity of the first layer's input weight rows; enharmonic against random pairs
+    (``options.seed`` draws the random pairs; no tunes)."""
     os.makedirs(output, exist_ok=True)
-    _, params, _ = runs.load_run(workdir)
-    result = input_similarity(params, seed)
+    model, params, step = runs.load_run(workdir)
+    where = f"{model_name(workdir)}, step {step}; input weights of the {plots.layer_name(0)}; no tunes"
+    log(f"embeddings: {where}")
+    result = input_similarity(params, options.seed)
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.hist(result["random"], bins=40, density=True, alpha=0.6, label="random pitch pairs")
@@ -206,11 +353,14 @@ def run_embeddings(workdir: str, output: str, seed: int = 0) -> list[str]:
     plots.set_title(ax, "Input weight similarity: enharmonic pairs (e.g. ^f/_g) against random pitch pairs")
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
+    plots.caption(fig, where, width=70)
     paths = [plots.save_figure(fig, os.path.join(output, "embeddings.png"))]
     paths.append(plots.token_heatmap_figure(
-        result["similarity"], "Cosine similarity of the first layer's input weight rows (tokens grouped by "
-        "kind, pitches low to high)", "cosine similarity", os.path.join(output, "embeddings_similarity.png")))
-    paths.append(_write_json({k: result[k] for k in ("enharmonic", "enharmonic_mean", "random_mean", "random_std")},
+        result["similarity"], f"Cosine similarity of the first layer's input weight rows (tokens grouped by "
+        f"kind, pitches low to high); {where}", "cosine similarity", os.path.join(output, "embeddings_similarity.png")))
+    about = {"model": model_name(workdir), "step": step, "num_tunes": 0, "layer": plots.layer_name(0)}
+    paths.append(_write_json({"about": about, **{k: result[k] for k in ("enharmonic", "enharmonic_mean", "random_mean",
+                                                                       "random_std")}},
                              os.path.join(output, "embeddings.json")))
     return paths
 
@@ -250,18 +400,30 @@ def bar_probability(probs: np.ndarray, targets: Sequence[int]) -> float:
     return float(probs[actual][:, BAR_IDS].sum(axis=1).mean()) if actual.any() else 0.0
 
 
-def _tunes_for_analysis(workdir: str, num_tunes: int) -> list[list[str]]:
-    config = checkpoints.load_config(workdir)
-    # data_path may name several files (the shipped model's mix): the first file's tunes.
-    tunes = v2_format.read_v2_file(mix.source_paths(config.data_path)[0])
-    tunes = [t for t in tunes if len(t) < 400][:num_tunes]
-    return [[vocab.START] + t + [vocab.END] for t in tunes]
+def strongest_bar_layer(power: np.ndarray, top: int = 8) -> int:
+    """The layer (from 0) whose ``top`` units with the largest bar-period power share
+    ([layers, hidden]) have the largest mean share."""
+    top = min(top, power.shape[1])
+    return int(np.argmax(np.sort(power, axis=1)[:, -top:].mean(axis=1)))
 
 
 def bar_ablation(model: FolkRNN, params: Any, tunes: Sequence[Sequence[str]], ks: Sequence[int] = (0, 4, 16, 32),
                  layer: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Fourier power of every unit at the bar period (averaged over tunes), then bar-line
-    placement accuracy with the top-k units (by that power) zeroed, against k random units."""
+    placement accuracy with the top-k units (by that power) zeroed, against k random units.
+
+    Args:
+      model, params: the model.
+      tunes: token lists with ``<s>`` and ``</s>``.
+      ks: the numbers of units to zero.
+      layer: the layer whose units are zeroed, from 0; None: the layer whose 8 strongest units
+        have the most bar-period power on average (``strongest_bar_layer``).
+      seed: draws the random units.
+
+    Returns:
+      ``power`` [layers, hidden], the ``layer`` zeroed, and ``ablation``: per k the accuracy
+      and P(bar) with the top and with random units zeroed.
+    """
     L, H = model.num_layers, model.hidden_size
     power = np.zeros((L, H))
     for tune in tunes:
@@ -269,7 +431,7 @@ def bar_ablation(model: FolkRNN, params: Any, tunes: Sequence[Sequence[str]], ks
         for j in range(L):
             p, _ = bar_period_power(rec[f"layer_{j}/h"], tune)
             power[j] += p / len(tunes)
-    layer = L - 1 if layer is None else layer
+    layer = strongest_bar_layer(power) if layer is None else layer
     rng = np.random.default_rng(seed)
     results = {"k": [], "top": [], "random": [], "top_probability": [], "random_probability": []}
     for k in ks:
@@ -294,16 +456,24 @@ def bar_ablation(model: FolkRNN, params: Any, tunes: Sequence[Sequence[str]], ks
     return {"power": power, "layer": layer, "ablation": results}
 
 
-def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> list[str]:
+def run_bars(workdir: str, output: str, options: AnalysisOptions = AnalysisOptions(),
+             log: Callable[[str], None] = print) -> list[str]:
+    """Bar-period power of every unit over ``options``' tunes (default: the first 8 of the run's
+    training data), then zeroing units of ``options.layer`` (default: the layer with the most
+    bar-period power)."""
     os.makedirs(output, exist_ok=True)
-    model, params, _ = runs.load_run(workdir)
-    tunes = _tunes_for_analysis(workdir, num_tunes)
+    model, params, step = runs.load_run(workdir)
+    subject = select_tunes(model, params, workdir, step, options, DEFAULT_NUM_TUNES["bars"], default_source="")
+    chosen = _layer_index(options, model.num_layers)
     ks = [k for k in (0, 2, 8, 32, 64) if k <= model.hidden_size]
-    result = bar_ablation(model, params, tunes, ks, seed=seed)
+    result = bar_ablation(model, params, subject.tunes, ks, layer=chosen, seed=options.seed)
+    layer = plots.layer_name(result["layer"])
+    how = "--layer" if chosen is not None else "the layer with the most bar-period power"
+    log(f"bars: {subject.describe(f'units zeroed in the {layer} ({how})')}")
     plt = plots.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     for j in range(model.num_layers):
-        axes[0].plot(np.sort(result["power"][j])[::-1], label=f"layer {j}")
+        axes[0].plot(np.sort(result["power"][j])[::-1], label=plots.layer_name(j))
     plots.set_title(axes[0], "Share of each unit's power at the bar-line period")
     axes[0].set_xlabel("unit (sorted by share, largest first)")
     axes[0].set_ylabel("share of spectral power")
@@ -313,12 +483,15 @@ def run_bars(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> li
     axes[1].plot(ab["k"], ab["random"], "s--", color="C0", label="accuracy, random units zeroed")
     axes[1].plot(ab["k"], ab["top_probability"], "o-", color="C3", label="P(bar), top units zeroed")
     axes[1].plot(ab["k"], ab["random_probability"], "s--", color="C3", label="P(bar), random units zeroed")
-    axes[1].set_xlabel(f"units zeroed in layer {result['layer']}")
+    axes[1].set_xlabel(f"units zeroed in the {layer}")
     axes[1].set_ylabel("accuracy / probability")
-    plots.set_title(axes[1], "Bar lines: balanced accuracy and P(bar) at true bar lines")
+    plots.set_title(axes[1], f"Bar lines with units of the {layer} zeroed: balanced accuracy and P(bar) at "
+                    "true bar lines")
     axes[1].legend()
+    plots.caption(fig, subject.describe(f"units zeroed in the {layer}"))
     paths = [plots.save_figure(fig, os.path.join(output, "bars.png"))]
-    paths.append(_write_json({"power": result["power"].tolist(), "layer": result["layer"], "ablation": ab},
+    paths.append(_write_json({"about": subject.about(layer=layer, layer_chosen_by=how),
+                              "power": result["power"].tolist(), "layer": result["layer"] + 1, "ablation": ab},
                              os.path.join(output, "bars.json")))
     return paths
 
@@ -357,31 +530,67 @@ def forced_sample(model: FolkRNN, params: Any, key: jax.Array, prefix: jax.Array
 
 
 def forced_tunes(model, params, seed: int, num_tunes: int, forcing: float, logit_bias: np.ndarray,
-                 prefix: str = "M:4/4 K:Cmaj", num_steps: int = 250) -> list[list[str]]:
-    prefix_ids = jnp.asarray(vocab.encode(prefix_lib.parse_prefix(prefix)))
+                 prefix: str = "M:4/4 K:Cmaj", num_steps: int = 250,
+                 prefixes: Sequence[Sequence[str]] | None = None) -> list[list[str]]:
+    """``num_tunes`` tunes sampled with ``forced_sample`` (tune i with the key ``seed * 1000 +
+    i``), each after ``prefix`` or after ``prefixes[i]`` (v2 tokens starting with ``<s>``);
+    returned without ``<s>`` and cut at ``</s>``. A tune has at most ``num_steps`` tokens after
+    its prefix."""
     out = []
     for i in range(num_tunes):
-        ids = np.asarray(forced_sample(model, params, jax.random.PRNGKey(seed * 1000 + i), prefix_ids,
-                                       num_steps, jnp.float32(forcing), jnp.asarray(logit_bias, jnp.float32)))
+        tokens_in = list(prefixes[i]) if prefixes is not None else prefix_lib.parse_prefix(prefix)
+        ids = np.asarray(forced_sample(model, params, jax.random.PRNGKey(seed * 1000 + i),
+                                       jnp.asarray(vocab.encode(tokens_in)), num_steps, jnp.float32(forcing),
+                                       jnp.asarray(logit_bias, jnp.float32)))
         tokens = vocab.decode(ids)
         if vocab.END in tokens:
             tokens = tokens[: tokens.index(vocab.END)]
-        out.append(prefix.split() + tokens)
+        out.append(tokens_in[1:] + tokens)
     return out
 
 
-def run_forcing(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) -> list[str]:
+def _opening(tune: Sequence[str]) -> list[str]:
+    """A tune's header and first bar (through its first bar line): the prefix forcing starts
+    from when the tunes come from a file."""
+    bars = [i for i, t in enumerate(tune) if t in vocab.BAR_TOKENS and i > 3]
+    end = bars[0] + 1 if bars else min(len(tune) - 1, 3)
+    return list(tune[:end])
+
+
+def run_forcing(workdir: str, output: str, options: AnalysisOptions = AnalysisOptions(),
+                log: Callable[[str], None] = print) -> list[str]:
     """Two-hot forcing (0.7 token + 0.3 random pitch) and a logit nudge towards ``^f``,
-    compared with plain sampling: share of valid tunes and of the nudged token."""
+    compared with plain sampling: share of valid tunes and of the nudged token. Each setting
+    draws ``options.num_tunes`` tunes (default 4) after ``options.prefix``, or after the
+    opening bar of each tune chosen from ``options.tunes`` (a file)."""
     os.makedirs(output, exist_ok=True)
-    model, params, _ = runs.load_run(workdir)
+    model, params, step = runs.load_run(workdir)
+    if options.layer:
+        raise InputError("--layer does not apply to analyze_forcing: the two-hot input enters the first layer")
+    n = options.num_tunes or DEFAULT_NUM_TUNES["forcing"]
+    if (options.tunes or SAMPLED) == SAMPLED:
+        if options.indices:
+            raise InputError("--indices picks tunes of a file (--tunes=FILE), not sampled ones")
+        prefixes = [prefix_lib.parse_prefix(options.prefix)] * n
+        source = f"after {options.prefix!r}"
+    else:
+        chosen = select_tunes(model, params, workdir, step, options, n)
+        prefixes = [_opening(t) for t in chosen.tunes]
+        source = f"after the opening bar of {chosen.source}"
+    longest = max(len(p) for p in prefixes)
+    if options.max_length <= longest:
+        raise InputError(f"--max_length={options.max_length} leaves no room after a prefix of {longest} tokens")
+    subject = Subject(model_name(workdir), step, prefixes,
+                      f"drawn per setting with seed {options.seed} {source}, at most {options.max_length} tokens")
+    log(f"forcing: {subject.describe('two-hot input into the first layer')}")
     zero = np.zeros(vocab.VOCAB_SIZE, np.float32)
     nudge = zero.copy()
     nudge[vocab.TOKEN_TO_ID["^f"]] = 3.0
     settings = {"plain": (0.0, zero), "two-hot 0.3": (0.3, zero), "nudge ^f +3": (0.0, nudge)}
     summary = {}
     for name, (forcing, bias) in settings.items():
-        tunes = forced_tunes(model, params, seed, num_tunes, forcing, bias)
+        tunes = forced_tunes(model, params, options.seed, len(prefixes), forcing, bias,
+                             num_steps=options.max_length - longest, prefixes=prefixes)
         body_tokens = [t for tune in tunes for t in tune[2:]]
         summary[name] = {
             "valid_share": float(np.mean([structure.is_valid_tune(t) for t in tunes])),
@@ -391,7 +600,7 @@ def run_forcing(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) ->
             "first_tune": " ".join(tunes[0]),
         }
     plt = plots.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
     names = list(summary)
     panels = (("valid_share", "Tunes passing the structure checks", "share of tunes"),
               ("share_^f", "Share of ^f among body tokens", "share of tokens"),
@@ -402,8 +611,10 @@ def run_forcing(workdir: str, output: str, seed: int = 0, num_tunes: int = 4) ->
         ax.set_xlabel("input forcing")
         ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", labelsize=8)
+    plots.caption(fig, subject.describe("two-hot input into the first layer; nudge on the softmax"))
     paths = [plots.save_figure(fig, os.path.join(output, "forcing.png"))]
-    paths.append(_write_json(summary, os.path.join(output, "forcing.json")))
+    paths.append(_write_json({"about": subject.about(layer=plots.layer_name(0)), **summary},
+                             os.path.join(output, "forcing.json")))
     return paths
 
 
@@ -421,11 +632,20 @@ def gram_matrices(rec: dict[str, np.ndarray], tokens: Sequence[str], num_layers:
     return out
 
 
-def run_gram(workdir: str, output: str, seed: int = 0) -> list[str]:
+def run_gram(workdir: str, output: str, options: AnalysisOptions = AnalysisOptions(),
+             log: Callable[[str], None] = print) -> list[str]:
+    """Self-similarity of the inputs, the softmax outputs and the hidden states of every layer
+    (or of ``options.layer``) over one tune (sampled, or ``options.indices[0]`` of a file)."""
     os.makedirs(output, exist_ok=True)
-    model, params, _ = runs.load_run(workdir)
-    tokens = sample_one(model, params, seed)
+    model, params, step = runs.load_run(workdir)
+    subject = select_tunes(model, params, workdir, step, options, DEFAULT_NUM_TUNES["gram"])
+    tokens = subject.tunes[0]
+    chosen = _layer_index(options, model.num_layers)
     grams = gram_matrices(record(model, params, tokens), tokens, model.num_layers)
+    if chosen is not None:
+        grams = {k: v for k, v in grams.items() if not k.startswith("layer_") or k == f"layer_{chosen}"}
+    shown = [plots.layer_name(int(k.split("_")[1])) for k in grams if k.startswith("layer_")]
+    log(f"gram: {subject.describe('hidden states of the ' + ', '.join(shown))}")
     plt = plots.pyplot()
     columns = 2
     rows = -(-len(grams) // columns)
@@ -434,10 +654,10 @@ def run_gram(workdir: str, output: str, seed: int = 0) -> list[str]:
     # label per token would not be readable over a whole tune.
     marks = [i for i, t in enumerate(tokens) if t in vocab.BAR_TOKENS or (i > 2 and t[:2] in ("M:", "K:"))]
     labels = [f"{tokens[i]} {i}" for i in marks]
-    titles = {"inputs": "Inputs (one-hot tokens)", "softmax": "Softmax outputs"}
+    titles = {"inputs": "inputs (one-hot tokens)", "softmax": "softmax outputs"}
     for ax, (name, g) in zip(axes.flat, grams.items()):
-        plots.heatmap(fig, ax, g, title=f"Self-similarity over a generated tune: "
-                      f"{titles.get(name, name.replace('layer_', 'hidden state, layer '))}",
+        what = titles.get(name) or f"hidden state of the {plots.layer_name(int(name.split('_')[1]))}"
+        plots.heatmap(fig, ax, g, title=f"Self-similarity over the tune: {what}",
                       colorbar_label="cosine similarity", cmap="viridis", vmin=0 if name == "inputs" else -1,
                       vmax=1, xlabel="token (bar lines labelled, with position)",
                       ylabel="token")
@@ -445,8 +665,10 @@ def run_gram(workdir: str, output: str, seed: int = 0) -> list[str]:
         ax.set_yticks(marks, labels, fontsize=7)
     for ax in axes.flat[len(grams):]:
         ax.set_visible(False)
+    plots.caption(fig, subject.describe("layers counted from the input"))
     paths = [plots.save_figure(fig, os.path.join(output, "gram.png"))]
-    paths.append(_write_json({"tokens": tokens, "mean_similarity": {k: float(v.mean()) for k, v in grams.items()}},
+    paths.append(_write_json({"about": subject.about(layers=shown), "tokens": tokens,
+                              "mean_similarity": {k: float(v.mean()) for k, v in grams.items()}},
                              os.path.join(output, "gram.json")))
     return paths
 
