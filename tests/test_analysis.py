@@ -25,7 +25,8 @@ def tiny_run(tmp_path_factory):
 def test_analysis_writes_pngs(tiny_run, tmp_path, kind):
     # In-process (the commands are experiments/analyze_KIND.py -> probes.ANALYSES[KIND]);
     # test_analysis_commands runs the command lines themselves.
-    paths = probes.ANALYSES[kind](tiny_run, str(tmp_path))
+    options = probes.AnalysisOptions(num_tunes=2, max_length=150)  # few, short tunes: the default suite is timed
+    paths = probes.ANALYSES[kind](tiny_run, str(tmp_path), options, lambda line: None)
     assert all(os.path.exists(p) for p in paths)
     assert any(p.endswith(".png") for p in paths) and any(p.endswith(".json") for p in paths)
     if kind == "record":

@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, fixture_path
@@ -281,7 +282,11 @@ def sandbox(tmp_path_factory):
     inputs["tunes.csv"] = csv[0] if csv else fixture_path("raw_abc")
     from folkrnn_jax.training import runs
 
-    _, params, _ = runs.load_run(str(tiny))
+    model, params, _ = runs.load_run(str(tiny))
+    params = dict(params)
+    for j in range(model.num_layers):  # the original learned its initial states; these are zero
+        for name in ("cell_init", "hid_init"):
+            params.setdefault(f"lstm_{j}_{name}", np.zeros(model.hidden_size, np.float32))
     legacy.save_folkrnn_pickle(inputs["folkrnn_v2.pkl"], params)
     return {"base": base, "inputs": inputs}
 
