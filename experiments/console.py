@@ -59,6 +59,10 @@ def sweep() -> None:
     _run_module("sweep")
 
 
+def plot_curves() -> None:
+    _run_module("plot_curves")
+
+
 def analyze() -> None:
     """``folkrnn-analyze KIND [flags]``: one of the ``experiments/analyze_*.py`` commands."""
     if len(sys.argv) < 2 or sys.argv[1] not in ANALYSES:
