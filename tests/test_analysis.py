@@ -111,7 +111,7 @@ def test_forcing_takes_tunes_from_a_file_and_a_count(tiny_run, tmp_path):
 @pytest.mark.parametrize("kind", ["softmax", "embeddings"])
 def test_analysis_commands(tiny_run, tmp_path, kind):
     result = run_module(f"experiments.analyze_{kind}", f"--workdir={tiny_run}", f"--output={tmp_path}",
-                        timeout=120)
+                        timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [f for f in os.listdir(tmp_path) if f.endswith(".png")]
     assert [f for f in os.listdir(tmp_path) if f.endswith(".json")]
