@@ -19,7 +19,7 @@ fixed ``--steps`` tokens (``</s>`` gets a -1e9 logit bias, so nothing stops earl
   ``RandomState.choice(p=...)``). The issue's "50x the one-tune-at-a-time numpy" compares
   with the original style.
 
-``--constrained`` also times ours with ``constrain=True`` (``folkrnn_jax.constraint``: the
+``--constrained`` also times ours with ``constrain=True`` (``folkrnn_jax.generate.constraint``: the
 structure automaton's mask and update at every step) and prints its cost as a ratio.
 
 tokens/s = tunes x steps / wall time. torch is not a project dependency: imported only here.

@@ -48,7 +48,7 @@ flags.DEFINE_enum("matmul_dtype", None, ["float32", "bfloat16"], "Matmul precisi
                   "avx512_bf16 (measurements: benchmarks/RESULTS.md).")
 flags.DEFINE_bool("constrain", False, "Let the model write only tunes that pass the structure checks: at "
                   "every step the tokens that would break a bar length, repeat or ending are masked "
-                  "(folkrnn_jax.constraint).")
+                  "(folkrnn_jax.generate.constraint).")
 flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> and the prefix.")
 flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
 flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "

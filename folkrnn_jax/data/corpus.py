@@ -8,7 +8,7 @@ Sources (``read_source(spec)``):
   ``essenFolksong``, ``miscFolk``), read from the installed music21 package's corpus folder
   (no download).
 
-``build_corpus(specs)`` converts every tune with :func:`folkrnn_jax.abc_in.convert_tune`, drops
+``build_corpus(specs)`` converts every tune with :func:`folkrnn_jax.music.abc_in.convert_tune`, drops
 repeated token sequences, optionally checks each kept tune against abc2midi
 (:func:`midi_round_trip`), and returns the kept tunes with a report whose left-out reasons sum
 to tunes read minus tunes kept.
@@ -238,8 +238,8 @@ def compare_notes(original: Sequence[tuple[int, int, int]], converted: Sequence[
 
 
 def midi_round_trip(raw_text: str, tokens: Sequence[str]) -> RoundTrip:
-    """Play the raw tune (:func:`folkrnn_jax.abc_in.playback_reference`) and the converted tune
-    (written with :func:`folkrnn_jax.abc_out.tokens_to_abc`) through abc2midi and compare."""
+    """Play the raw tune (:func:`folkrnn_jax.music.abc_in.playback_reference`) and the converted tune
+    (written with :func:`folkrnn_jax.music.abc_out.tokens_to_abc`) through abc2midi and compare."""
     try:
         original = midi.midi_notes(tools.abc_to_midi(abc_in.playback_reference(raw_text), options=MIDI_OPTIONS))
         converted = midi.midi_notes(tools.abc_to_midi(abc_out.tokens_to_abc(tokens), options=MIDI_OPTIONS))

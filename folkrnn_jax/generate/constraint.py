@@ -1,7 +1,7 @@
 """Structure-constrained sampling: a token automaton that only lets player-valid tunes be written.
 
 ``allowed(state)`` gives, for every tune of a batch, the tokens that keep the tune valid under
-``folkrnn_jax.structure`` (``tune_problems`` finds nothing in a tune that ends under the
+``folkrnn_jax.music.structure`` (``tune_problems`` finds nothing in a tune that ends under the
 constraint) and playable as abc2midi reads it (no bar-length warning, no rhythm it rejects),
 and ``advance(state, token)`` moves the automaton on by the emitted token. Both are jit-friendly
 array code over small integer states, so the sampler applies the constraint inside its

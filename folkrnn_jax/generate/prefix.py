@@ -118,7 +118,7 @@ def prefix_key(prefix: str | Sequence[str]) -> str | None:
 
 def abc_prefix(text: str, where: str = "--prefix") -> list[str]:
     """v2 tokens of an ABC fragment such as ``"M:6/8 K:Dmix |: A>B c2"`` (fields inline or on
-    their own lines, then music), converted by ``folkrnn_jax.abc_in.convert_tune``: transposed to
+    their own lines, then music), converted by ``folkrnn_jax.music.abc_in.convert_tune``: transposed to
     C keeping the mode, durations relative to ``L:1/8``. Without ``M:`` the fragment is read
     in 4/4 and without ``K:`` in C major, and that header token is left out so that the model
     chooses it. Fields alone (``"M:6/8 K:Dmix"``) give just the header tokens.

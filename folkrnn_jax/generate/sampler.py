@@ -15,13 +15,13 @@ i, whatever the batch. Options:
   ``mode`` build the ``M:``/``K:`` header;
 * early stop when all tunes have ended, ``steps`` reported; ``truncated`` marks tunes that
   reached ``max_length`` without ``</s>``;
-* ``constrain``: structure-constrained sampling (``folkrnn_jax.constraint``), the tokens that
+* ``constrain``: structure-constrained sampling (``folkrnn_jax.generate.constraint``), the tokens that
   would break a bar length, repeat or ending masked at every step inside the loop;
 * a model with ``matmul_dtype="bfloat16"`` samples with its weight matrices cast once
   (``sampling_params``), float32 state.
 
 * prefixes may also be ABC text (``"M:6/8 K:Dmix |: A>B c2"``), converted by
-  ``folkrnn_jax.abc`` (``abc_prefix``);
+  ``folkrnn_jax.generate.prefix`` (``abc_prefix``);
 * ``slots``: continuous batching for many tunes: ``slots`` batch rows, each starting the next
   tune as soon as its tune ends (``_refill_loop``; the same tunes, no row idles until the
   longest tune of a batch ends). ``sample_many`` uses it in rounds, with a progress callback
