@@ -2,9 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import v2
+from folkrnn_jax.model import folkrnn
 from folkrnn_jax.model.folkrnn import FolkRNN, count_params
 from folkrnn_jax.music import vocab
 
@@ -51,6 +54,19 @@ def test_default_parameter_count():
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3), jnp.int32))["params"]
     assert count_params(params) == 5_599_881
     assert (model.num_layers, model.hidden_size, model.vocab_size, model.dropout_rate) == (3, 512, 137, 0.5)
+
+
+def test_model_fields_come_from_the_folkrnn_defaults():
+    # An older run's config.json with fewer fields builds with the FolkRNN defaults.
+    model = folkrnn.model_from_config(ml_collections.ConfigDict({"hidden_size": 16, "dropout_rate": 0.1}))
+    assert (model.hidden_size, model.dropout_rate) == (16, 0.1)
+    assert (model.num_layers, model.init_scale, model.unroll) == (FolkRNN.num_layers, FolkRNN.init_scale, FolkRNN.unroll)
+    assert model.lstm_schedule in ("layerwise", "wavefront")  # resolved before any tracing
+    config = v2.get_config()
+    assert {name: config[name] for name in folkrnn.MODEL_FIELDS} == folkrnn.model_defaults()
+    assert config.lstm_schedule == "auto"
+    resolved = folkrnn.with_resolved_schedule(config)
+    assert resolved.lstm_schedule == model.lstm_schedule and config.lstm_schedule == "auto"
 
 
 @pytest.mark.parametrize("schedule", ["layerwise", "wavefront"])

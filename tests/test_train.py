@@ -1,3 +1,4 @@
+import json
 import math
 import signal
 import subprocess
@@ -26,6 +27,8 @@ def test_tiny_preset_learns(tmp_path, excerpt_path):
     for key in ("step", "epoch", "train_loss", "learning_rate", "tokens_per_s"):
         assert key in final
     assert final["learning_rate"] == pytest.approx(0.003)
+    # The run's config records the LSTM schedule that trained it, not "auto".
+    assert json.loads((tmp_path / "config.json").read_text())["lstm_schedule"] in ("layerwise", "wavefront")
 
 
 def test_loss_ignores_padding():

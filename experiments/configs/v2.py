@@ -7,6 +7,8 @@ are in ``v2_as_trained.py``.
 
 import ml_collections
 
+from folkrnn_jax.model import folkrnn
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -16,20 +18,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.split_seed = 42
     config.drop_duplicates = False  # True: repeated token sequences kept once before the split
     config.max_tune_length = 0  # 0 keeps every tune; >0 drops longer ones (tokens incl. <s>, </s>)
-    # Model
-    config.num_layers = 3
-    config.hidden_size = 512
-    config.dropout_rate = 0.5
-    config.init_scale = 0.1
-    config.learn_initial_state = False
-    config.gate_grad_clip = 0.0
-    config.matmul_dtype = "float32"
-    config.unroll = 1
-    config.remat = False  # rematerialise each time step in the backward pass (long tunes)
-    config.fused_backward = True  # hand-written LSTM backward pass; False: plain autodiff
-    # "layerwise": one scan per layer; "wavefront": all layers in one scan; "auto": the faster
-    # one measured for the device (folkrnn_jax.model.lstm.resolve_schedule)
-    config.lstm_schedule = "auto"
+    # Model: num_layers, hidden_size, dropout_rate, init_scale, learn_initial_state,
+    # gate_grad_clip, matmul_dtype, unroll, remat, fused_backward, lstm_schedule, at folk-rnn
+    # v2's values: the defaults of the FolkRNN fields, where each is explained
+    # (folkrnn_jax.model.folkrnn.FolkRNN).
+    config.update(folkrnn.model_defaults())
     # Optimisation
     config.batch_size = 64
     config.num_epochs = 100

@@ -7,6 +7,7 @@ per step (``folkrnn_jax.model.lstm``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -39,16 +40,18 @@ class FolkRNN(nn.Module):
     [batch, time, vocab] that replace the one-hot encoding.
     """
 
+    # These defaults are folk-rnn v2's and the one source of an experiment config's model
+    # fields (``model_defaults``, ``experiments/configs/v2.py``).
     num_layers: int = 3
     hidden_size: int = 512
     vocab_size: int = vocab.VOCAB_SIZE
-    dropout_rate: float = 0.5
+    dropout_rate: float = 0.5  # after each LSTM layer, in training
     init_scale: float = 0.1  # Lasagne's Normal(0.1) gate weights
     learn_initial_state: bool = False  # each layer's (cell_init, hid_init) are parameters
     gate_grad_clip: float = 0.0  # >0: clip the gradient into each gate pre-activation
     matmul_dtype: str = "float32"  # "bfloat16" for bf16 matmuls with float32 state
-    unroll: int = 1
-    remat: bool = False
+    unroll: int = 1  # lax.scan unroll of the time loop
+    remat: bool = False  # rematerialise each time step in the backward pass (long tunes)
     fused_backward: bool = True  # hand-written backward pass (custom_vjp); False: autodiff
     # "layerwise" (one scan per layer), "wavefront" (all layers in one scan) or "auto" (the
     # faster one measured for the device, ``lstm.resolve_schedule``). Single-step decoding
@@ -82,14 +85,8 @@ class FolkRNN(nn.Module):
 
     @property
     def scan_options(self) -> ScanOptions:
-        """The LSTM scans' options, from this model's fields."""
-        return ScanOptions(
-            gate_grad_clip=self.gate_grad_clip,
-            matmul_dtype=self.matmul_dtype,
-            unroll=self.unroll,
-            remat=self.remat,
-            fused_backward=self.fused_backward,
-        )
+        """The LSTM scans' options: this model's fields of the same names."""
+        return ScanOptions(**{field.name: getattr(self, field.name) for field in dataclasses.fields(ScanOptions)})
 
     def initial_carry(self, batch_size: int) -> Carry:
         """The state every sequence starts from: zeros, or the learned initial states."""
@@ -224,22 +221,41 @@ class FolkRNN(nn.Module):
         return self._forward(inputs, carry, False, None, unit_mask, logit_bias, True)
 
 
+# The experiment-config fields that build a FolkRNN: every field but the vocabulary, which is
+# fixed by ``music.vocab``. The defaults are the FolkRNN fields' own (folk-rnn v2).
+MODEL_FIELDS = tuple(
+    field.name for field in dataclasses.fields(FolkRNN) if field.init and field.name not in ("vocab_size", "parent", "name")
+)
+
+
+def model_defaults() -> dict[str, Any]:
+    """The model fields of an experiment config at their defaults: folk-rnn v2 (3 x 512 LSTM,
+    dropout 0.5)."""
+    return {field.name: field.default for field in dataclasses.fields(FolkRNN) if field.name in MODEL_FIELDS}
+
+
 def model_from_config(config) -> FolkRNN:
-    """Build the model from a (flat) experiment config."""
-    return FolkRNN(
-        num_layers=config.num_layers,
-        hidden_size=config.hidden_size,
-        vocab_size=vocab.VOCAB_SIZE,
-        dropout_rate=config.dropout_rate,
-        init_scale=config.get("init_scale", 0.1),
-        learn_initial_state=config.get("learn_initial_state", False),
-        gate_grad_clip=config.get("gate_grad_clip", 0.0),
-        matmul_dtype=config.get("matmul_dtype", "float32"),
-        unroll=config.get("unroll", 1),
-        remat=config.get("remat", False),
-        fused_backward=config.get("fused_backward", True),
-        lstm_schedule=config.get("lstm_schedule", "auto"),
-    )
+    """Build the model from a (flat) experiment config; a model field the config lacks (an
+    older run's ``config.json``) takes the FolkRNN default. The LSTM schedule is resolved
+    here, before any tracing: the model's ``lstm_schedule`` is never "auto"."""
+    fields = {**model_defaults(), **{name: config[name] for name in MODEL_FIELDS if name in config}}
+    fields["lstm_schedule"] = resolve_schedule(fields["lstm_schedule"])
+    return FolkRNN(vocab_size=vocab.VOCAB_SIZE, **fields)
+
+
+def with_resolved_schedule(config):
+    """A copy of ``config`` whose ``lstm_schedule`` names the schedule that runs on this
+    machine ("layerwise" or "wavefront", never "auto"), so that a run's ``config.json``
+    records which one trained it."""
+    resolved = config.copy_and_resolve_references()
+    with resolved.unlocked():
+        resolved.lstm_schedule = model_from_config(config).lstm_schedule
+    return resolved
+
+
+def init_params(model: FolkRNN, rng: Array) -> Any:
+    """Fresh parameters of ``model`` from ``rng`` (their shapes do not depend on the input's)."""
+    return model.init(rng, jnp.zeros((1, 2), jnp.int32))["params"]
 
 
 def count_params(params: Any) -> int:

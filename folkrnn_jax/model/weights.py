@@ -161,8 +161,7 @@ def load_model(
         raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
     try:
         model = folkrnn.model_from_config(config)
-        dummy = jnp.zeros((1, 2), jnp.int32)
-        abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy))["params"]
+        abstract = jax.eval_shape(folkrnn.init_params, model, jax.random.PRNGKey(0))
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise WeightsError(f"{os.path.join(directory, CONFIG_FILE)}: cannot build the model ({error})") from None
     expected = traverse_util.flatten_dict(abstract, sep="/")

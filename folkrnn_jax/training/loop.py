@@ -83,6 +83,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     """Train on ``config.data_path``, evaluating, logging and checkpointing into ``workdir``.
     Started again with the same workdir, it resumes from the latest checkpoint."""
     check_config(config)
+    # "auto" becomes the schedule that runs here, so that config.json records it.
+    config = folkrnn.with_resolved_schedule(config)
     parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     # Held until this function returns: a second training on the workdir stops here.

@@ -15,6 +15,7 @@ population run (``lr_decay`` must be 1.0).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -38,17 +39,6 @@ def make_population_optimizer(config: ml_collections.ConfigDict) -> optax.Gradie
     return state_lib.rmsprop(config, config.learning_rate)
 
 
-def _set_learning_rate(opt_state: Any, learning_rates: Array) -> Any:
-    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
-
-    def replace(state):
-        if isinstance(state, injected):
-            return state._replace(hyperparams={**state.hyperparams, "learning_rate": learning_rates})
-        return state
-
-    return jax.tree_util.tree_map(replace, opt_state, is_leaf=lambda s: isinstance(s, injected))
-
-
 def create_population(
     config: ml_collections.ConfigDict,
     seeds: Sequence[int] | None = None,
@@ -69,9 +59,9 @@ def create_population(
         raise ValueError(f"{len(learning_rates)} learning rates for {k} members")
     model = folkrnn.model_from_config(config)
     tx = make_population_optimizer(config)
-    params = jax.vmap(lambda key: model.init(key, jnp.zeros((1, 2), jnp.int32))["params"])(init_keys)
+    params = jax.vmap(functools.partial(folkrnn.init_params, model))(init_keys)
     opt_state = jax.vmap(tx.init)(params)
-    opt_state = _set_learning_rate(opt_state, jnp.asarray(learning_rates, jnp.float32))
+    opt_state = state_lib.with_learning_rate(opt_state, jnp.asarray(learning_rates, jnp.float32))
     return model, state_lib.TrainState(step=jnp.asarray(0, jnp.int32), params=params, opt_state=opt_state, tx=tx)
 
 

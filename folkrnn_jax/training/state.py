@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
@@ -62,13 +62,32 @@ def rmsprop(
     return optimizer
 
 
+_INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _is_injected(node: Any) -> bool:
+    return isinstance(node, _INJECTED)
+
+
+def map_injected(fn: Callable[[Any], Any], opt_state: Any) -> Any:
+    """``opt_state`` with every ``optax.inject_hyperparams`` state in it replaced by
+    ``fn(state)``: the one walk that reaches the injected learning rate and step count."""
+    return jax.tree_util.tree_map(lambda s: fn(s) if _is_injected(s) else s, opt_state, is_leaf=_is_injected)
+
+
 def current_learning_rate(opt_state: Any) -> Array:
     """The rate the last update used, read from the inject_hyperparams state."""
-    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
-    for state in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda s: isinstance(s, injected)):
-        if isinstance(state, injected):
-            return state.hyperparams["learning_rate"]
-    raise ValueError("optimizer state has no injected learning rate")
+    found = []
+    map_injected(lambda s: found.append(s.hyperparams["learning_rate"]), opt_state)
+    if not found:
+        raise ValueError("optimizer state has no injected learning rate")
+    return found[0]
+
+
+def with_learning_rate(opt_state: Any, learning_rate: Array | float) -> Any:
+    """``opt_state`` whose injected learning rate is ``learning_rate`` (a scalar, or one rate
+    per member of a stacked population)."""
+    return map_injected(lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": learning_rate}), opt_state)
 
 
 def optimizer_state_at(config: ml_collections.ConfigDict, params: Any, step: int) -> Any:
@@ -77,17 +96,13 @@ def optimizer_state_at(config: ml_collections.ConfigDict, params: Any, step: int
     so that training resumes at the rate of that point of the recipe."""
     tx = make_optimizer(config, steps_per_epoch=1)  # the schedule's shape does not enter the state
     state = tx.init(jax.tree_util.tree_map(jnp.asarray, params))
-    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
-    return jax.tree_util.tree_map(
-        lambda s: s._replace(count=jnp.asarray(step, s.count.dtype)) if isinstance(s, injected) else s,
-        state, is_leaf=lambda s: isinstance(s, injected),
-    )
+    return map_injected(lambda s: s._replace(count=jnp.asarray(step, s.count.dtype)), state)
 
 
 def create_train_state(
     config: ml_collections.ConfigDict, rng: Array, steps_per_epoch: int
 ) -> tuple[folkrnn.FolkRNN, TrainState]:
     model = folkrnn.model_from_config(config)
-    params = model.init(rng, jnp.zeros((1, 2), jnp.int32))["params"]
+    params = folkrnn.init_params(model, rng)
     tx = make_optimizer(config, steps_per_epoch)
     return model, TrainState(step=jnp.asarray(0, jnp.int32), params=params, opt_state=tx.init(params), tx=tx)
