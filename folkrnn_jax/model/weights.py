@@ -161,7 +161,7 @@ def load_model(
         raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
     try:
         model = folkrnn.model_from_config(config)
-        abstract = jax.eval_shape(folkrnn.init_params, model, jax.random.PRNGKey(0))
+        abstract = jax.eval_shape(lambda: folkrnn.init_params(model, jax.random.PRNGKey(0)))
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise WeightsError(f"{os.path.join(directory, CONFIG_FILE)}: cannot build the model ({error})") from None
     expected = traverse_util.flatten_dict(abstract, sep="/")
