@@ -115,3 +115,31 @@ def test_export_model_refuses_to_overwrite_a_folder_without_overwrite(trained_ru
     (target / weights.WEIGHTS_FILE).write_bytes(b"damaged")
     runs.export_run(trained_run, str(target), overwrite=True)
     assert (target / weights.WEIGHTS_FILE).read_bytes() == written
+
+
+def test_a_run_goes_on_from_an_exported_model_folder(tmp_path):
+    from folkrnn_jax.training import loop as loop_lib
+    from folkrnn_jax.training import metrics as metrics_lib
+
+    config = fixture_config(fixture_path("data_v2_excerpt.txt"), num_train_steps=8, hidden_size=32,
+                            log_every_steps=2, checkpoint_every_steps=4)
+    first = tmp_path / "first"
+    loop_lib.train_and_evaluate(config, str(first))
+    folder = str(tmp_path / "model")
+    runs.export_run(str(first), folder)
+    # The folder carries the run's history up to the exported step.
+    assert metrics_lib.read_metrics(folder) == metrics_lib.read_metrics(str(first))
+
+    second = tmp_path / "second"
+    assert runs.run_from_model(folder, str(second)) == 8
+    with pytest.raises(runs.InputError, match="already holds checkpoints"):
+        runs.run_from_model(folder, str(second))
+    config.num_train_steps = 12
+    state = loop_lib.train_and_evaluate(config, str(second))
+    assert int(state.step) == 12
+    records = metrics_lib.read_metrics(str(second))
+    assert [r["step"] for r in records] == [2, 3, 4, 6, 8, 9, 10, 12]  # every 2 steps, epochs of 3
+    # Weights went on from the folder's (not from a fresh start): the loss right after the
+    # import is below the untrained one of step 2.
+    assert records[6]["train_loss"] < records[0]["train_loss"] - 0.3
+    assert np.isfinite(records[-1]["valid_loss"])

@@ -4,12 +4,18 @@ shipped with the project (``models/default``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from typing import Any
 
+from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import folkrnn, weights
 from folkrnn_jax.training import checkpoints
+from folkrnn_jax.training import state as state_lib
+
+METRICS_FILE = "metrics.jsonl"
 
 
 def resolve(workdir: str | None) -> str:
@@ -64,4 +70,53 @@ def export_run(workdir: str, output: str, step: int | None = None, facts: dict |
                          "give --overwrite to replace them, or another --output")
     config = checkpoints.load_config(workdir)
     params, step = checkpoints.load_params(workdir, step)
-    return weights.export_model(output, params, config, {**(facts or {}), "step": int(step)})
+    digest = weights.export_model(output, params, config, {**(facts or {}), "step": int(step)})
+    # The learning curves travel with the weights: for the model card, and so that a run
+    # started from the folder (``run_from_model``) goes on with its history.
+    metrics = os.path.join(workdir, METRICS_FILE)
+    if os.path.exists(metrics):
+        kept = [line for line in open(metrics, errors="replace") if _step_of(line) <= step]
+        files.atomic_write_text(os.path.join(output, METRICS_FILE), "".join(kept))
+    return digest
+
+
+def _step_of(line: str) -> float:
+    """The ``step`` of a metrics line, inf for a line that is not a record."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def run_from_model(model_dir: str, workdir: str) -> int:
+    """Start a training run directory from a model folder, so that ``experiments.train`` goes on
+    training exported weights (e.g. the shipped model, in a session whose earlier run directory
+    is gone).
+
+    The folder's config and weights become the run's config.json and a checkpoint at the
+    folder's step; RMSprop's statistics start from zero (a model folder holds none), with the
+    learning-rate schedule at that step; the folder's metrics history, if any, is copied so the
+    learning curves and early stopping go on.
+
+    Args:
+      model_dir: a folder written by ``export_model`` / ``export_run``.
+      workdir: the run directory to create; it must hold no checkpoints yet.
+
+    Returns:
+      The step the run starts from.
+
+    Raises:
+      InputError: ``workdir`` already holds checkpoints.
+      WeightsError: the model folder is damaged.
+    """
+    _, params, config, manifest = weights.load_model(model_dir)
+    if os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
+        raise InputError(f"{workdir} already holds checkpoints; start from {model_dir} in a new directory")
+    step = int(manifest.get("step", 0))
+    os.makedirs(workdir, exist_ok=True)
+    checkpoints.save_config(workdir, config)
+    checkpoints.save_params(workdir, step, params, state_lib.optimizer_state_at(config, params, step))
+    metrics = os.path.join(model_dir, METRICS_FILE)
+    if os.path.exists(metrics):
+        shutil.copyfile(metrics, os.path.join(workdir, METRICS_FILE))
+    return step
