@@ -38,7 +38,7 @@ from folkrnn_jax.model import folkrnn
 from folkrnn_jax.music import vocab
 
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "config.json"  # also a run directory's config (training.checkpoints): one name for both
 MANIFEST_FILE = "model.json"
 FORMAT = "folkrnn_jax.weights/1"
 # The model shipped with the project: what commands use when given no run directory.

@@ -254,7 +254,7 @@ def load_models(workdirs: Sequence[str] = (), default_dir: str | None = None) ->
         loaded.append(LoadedModel("default", model, params, int(step), None, f"the shipped default model (step {step})"))
     names = {m.name for m in loaded}
     for workdir in workdirs:
-        if not os.path.exists(os.path.join(workdir, "config.json")):
+        if not os.path.exists(os.path.join(workdir, weights.CONFIG_FILE)):
             raise InputError(f"--workdir={workdir}: no config.json there (not a run directory)")
         base = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.path.normpath(workdir))).strip(".") or "run"
         name, n = base[:60], 2

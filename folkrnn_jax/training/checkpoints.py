@@ -26,8 +26,8 @@ from absl import logging
 
 from folkrnn_jax import files
 from folkrnn_jax.errors import InputError, MissingFileError, UserError
+from folkrnn_jax.model.weights import CONFIG_FILE  # a run's config has a model folder's name
 
-CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 # Outside the orbax folder, which orbax owns: STEP.json holds the arrays' checksums.
 CHECKSUM_DIR = "checksums"
