@@ -6,10 +6,13 @@ python -m experiments.evaluate                      # the shipped model: 1,000 f
 python -m experiments.evaluate --num_tunes=200 --output_dir=eval
 python -m experiments.evaluate --constrain          # constrained sampling only (--modes=constrained)
 python -m experiments.evaluate --workdir=runs/tiny --samples=runs/tiny/samples.abc
+python -m experiments.evaluate --constrain --best_of=4 --ranking=cadence \
+    --compare=../shared/data/original_samples_config5_seed24_T1.txt
 
 --samples takes a v2-format file or an ABC file written by experiments.sample instead of
 sampling. The training column is the training split of the run's data (the tunes it trained
-on, without its validation tunes); --data replaces the run's data_path.
+on, without its validation tunes); --data replaces the run's data_path. --compare adds a
+column for each tune file given (v2 format or our ABC), e.g. the original v2 model's samples.
 """
 
 import os
@@ -20,6 +23,7 @@ from experiments import cli
 from folkrnn_jax.analysis import novelty as novelty_lib
 from folkrnn_jax.analysis import report as report_lib
 from folkrnn_jax.errors import InputError
+from folkrnn_jax.generate import rerank
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -42,6 +46,11 @@ flags.DEFINE_integer("novelty_threshold", novelty_lib.DEFAULT_NOVELTY_THRESHOLD,
 flags.DEFINE_integer("abc2midi_training_tunes", 1000, "Training tunes (a fixed random subset) that abc2midi checks.")
 flags.DEFINE_integer("abc2midi_workers", 2, "abc2midi processes run at once (one per tune).")
 flags.DEFINE_bool("validation", True, "Compute the validation NLL of the model.")
+flags.DEFINE_list("compare", [], "Tune files (v2 format or our ABC) to set beside the others, one column each.")
+flags.DEFINE_integer("best_of", 1, "Draw this many candidates per sampled tune and keep the one the model "
+                     "scores highest (--ranking).")
+flags.DEFINE_enum("ranking", "tune", list(rerank.RANKINGS), "--best_of keeps the candidate with the highest "
+                  "mean log-probability per token of the whole tune (tune) or of its closing bars (cadence).")
 
 
 def main(argv):
@@ -63,7 +72,8 @@ def main(argv):
         modes=modes, num_tunes=FLAGS.num_tunes, temperature=FLAGS.temperature, seed=FLAGS.seed,
         max_length=FLAGS.max_length, samples=FLAGS.samples, data=FLAGS.data, validation=FLAGS.validation,
         novelty_threshold=FLAGS.novelty_threshold, abc2midi_training=FLAGS.abc2midi_training_tunes,
-        abc2midi_workers=FLAGS.abc2midi_workers,
+        abc2midi_workers=FLAGS.abc2midi_workers, compare=tuple(FLAGS.compare), best_of=FLAGS.best_of,
+        ranking=FLAGS.ranking,
     )
     report = report_lib.evaluate_model(FLAGS.workdir, options, log=logging.info)
     cli.note_new_folder(output)

@@ -4,6 +4,7 @@ python -m experiments.sample --workdir=runs/tiny --num_tunes=10 --temperature=1.
     --prefix="M:6/8 K:Cdor" --output=runs/tiny/tunes.abc
 python -m experiments.sample --workdir=runs/tiny --meter=6/8 --mode=dor --key=D --top_p=0.95 \
     --valid_only --format=midi --output=runs/tiny/midi
+python -m experiments.sample --constrain --best_of=4 --num_tunes=10   # each tune the best of 4
 """
 
 import os
@@ -16,7 +17,7 @@ from absl import flags, logging
 from experiments import cli
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.generate import prefix as prefix_lib
-from folkrnn_jax.generate import sampler
+from folkrnn_jax.generate import rerank, sampler
 from folkrnn_jax.music import output as output_lib
 from folkrnn_jax.music import structure, tools, transpose
 from folkrnn_jax.training import runs
@@ -49,6 +50,11 @@ flags.DEFINE_enum("matmul_dtype", None, ["float32", "bfloat16"], "Matmul precisi
 flags.DEFINE_bool("constrain", False, "Let the model write only tunes that pass the structure checks: at "
                   "every step the tokens that would break a bar length, repeat or ending are masked "
                   "(folkrnn_jax.generate.constraint).")
+flags.DEFINE_integer("best_of", 1, "Draw this many candidates per tune and keep the one the model itself "
+                     "scores highest (--ranking); costs about N times the sampling, and a scoring pass.")
+flags.DEFINE_enum("ranking", "tune", list(rerank.RANKINGS), "What --best_of ranks by: the mean "
+                  "log-probability per token of the whole tune (tune) or of its closing bars, the last "
+                  "bar of each part with its closing bar line (cadence).")
 flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> and the prefix.")
 flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
 flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "
@@ -84,8 +90,8 @@ def main(argv):
                   f"({sampled / max(seconds, 1e-9):.0f} tunes/s{eta})", file=sys.stderr, flush=True)
 
     if FLAGS.stream:
-        if FLAGS.valid_only:
-            raise InputError("--stream and --valid_only cannot be combined")
+        if FLAGS.valid_only or FLAGS.best_of > 1:
+            raise InputError("--stream cannot be combined with --valid_only or --best_of")
         many = sampler.stream_many(
             model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes,
             on_step=lambda line: print(line, flush=True), prefix=FLAGS.prefix,
@@ -93,6 +99,18 @@ def main(argv):
             top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
             constrain=FLAGS.constrain,
         )
+    elif FLAGS.best_of > 1:
+        many = rerank.best_of(
+            model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, FLAGS.best_of,
+            ranking=FLAGS.ranking, chunk_size=FLAGS.chunk_size, valid_only=FLAGS.valid_only,
+            progress=lambda kept, sampled: progress(kept // FLAGS.best_of, sampled), prefix=FLAGS.prefix,
+            temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
+            top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
+            constrain=FLAGS.constrain,
+        )
+        print(f"best of {FLAGS.best_of} by {FLAGS.ranking}: {many.sampled} candidates sampled in "
+              f"{many.sampling_seconds:.1f} s, scored in {many.scoring_seconds:.1f} s "
+              f"({FLAGS.best_of}x the candidates of plain sampling)", flush=True)
     else:
         many = sampler.sample_many(
             model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, chunk_size=FLAGS.chunk_size,

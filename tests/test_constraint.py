@@ -165,6 +165,25 @@ def test_repeats_and_endings():
     assert ":|" not in _allowed_after(first + " :| |2 c 8 | " + PART + " " + PART[:-1])
 
 
+def test_second_ending_completes_its_part():
+    # A 16-bar part with endings: its second ending holds the bar the first ending held (it
+    # used to find no room after 8 bars and end the tune on an empty '|2').
+    long_first = "M:4/4 K:Cmaj |: " + " ".join([PART] * 7) + " c 8 |1 c 8 :| |2"
+    assert "c" in _allowed_after(long_first)
+    assert _allowed_after(long_first + " c 8") & {"|", ":|", "|:", "</s>"} == {"|:"}  # the B part next
+    # The second ending of an 8-bar part is one bar too: then only '|:' or the end.
+    short_first = "M:4/4 K:Cmaj |: " + " ".join([PART] * 3) + " c 8 |1 c 8 :| |2 c 8 |"
+    assert "c" not in _allowed_after(short_first)
+
+
+def test_later_parts_no_longer_than_the_first():
+    a_part = "M:4/4 K:Cmaj |: " + " ".join([PART] * 3) + " c 8 | c 8 :|"
+    b_eight = a_part + " |: " + " ".join([PART] * 3) + " c 8 | c 8"
+    assert _allowed_after(b_eight) & {"|", ":|", "|1"} == {":|"}  # B closes at 8 bars, not 12 or 16
+    a_sixteen = "M:4/4 K:Cmaj |: " + " ".join([PART] * 7) + " c 8 | c 8 :|"
+    assert "|" in _allowed_after(a_sixteen + " |: " + " ".join([PART] * 3) + " c 8 | c 8")
+
+
 def test_only_the_datas_rhythms():
     """The committed table is what the training data gives, and the automaton offers no other
     duration, broken rhythm or tuplet."""

@@ -18,11 +18,11 @@ import jax
 import numpy as np
 
 from folkrnn_jax import files
+from folkrnn_jax.analysis import musical, plots
 from folkrnn_jax.analysis import novelty as novelty_lib
-from folkrnn_jax.analysis import plots
 from folkrnn_jax.analysis import statistics as statistics_lib
 from folkrnn_jax.data import batching, v2_format
-from folkrnn_jax.generate import sampler
+from folkrnn_jax.generate import rerank
 from folkrnn_jax.music import abc_out, tools, vocab
 from folkrnn_jax.training import checkpoints, loop, runs, steps
 
@@ -45,6 +45,12 @@ LABELS = {
     "constrained": "ours, constrained",
     "samples": "ours (--samples)",
 }
+COMPARE_PREFIX = "file: "  # the column of a tune file given to compare (EvaluateOptions.compare)
+
+
+def _label(name: str) -> str:
+    """A column's heading: ``LABELS``, or a compared file's column name as it stands."""
+    return LABELS.get(name, name)
 
 # folk-rnn v2's published comparison (../shared/reference/folk-rnn-v2-facts.md): 30,000
 # generated tunes against 23,635 training tunes; shares in %, many read off a figure.
@@ -81,7 +87,10 @@ class EvaluateOptions:
     each at ``temperature`` from ``seed``. ``samples``: a file of tunes to report instead of
     sampling. ``data``: training data (default: the run's ``data_path``). ``abc2midi_training``:
     training tunes (a fixed random subset) abc2midi checks, and the size at which the
-    training split's distinct bar-line patterns are counted again.
+    training split's distinct bar-line patterns are counted again. ``compare``: tune files
+    (v2 format or our ABC) set beside the others, one column each. ``best_of``: candidates
+    drawn per sampled tune, the one the model scores highest kept (``ranking``:
+    ``rerank.RANKINGS``).
     """
 
     modes: tuple[str, ...] = SAMPLING_MODES
@@ -96,6 +105,9 @@ class EvaluateOptions:
     novelty_threshold: int = novelty_lib.DEFAULT_NOVELTY_THRESHOLD
     abc2midi_training: int = 1000
     abc2midi_workers: int = 2
+    compare: tuple[str, ...] = ()
+    best_of: int = 1
+    ranking: str = "tune"
 
 
 def validation_metrics(workdir: str, data_path: str | None = None, seed: int = 0) -> dict[str, Any]:
@@ -166,7 +178,8 @@ def describe_tunes(tunes: Sequence[Sequence[str]], training: Sequence[Sequence[s
     ``abc2midi`` (``abc2midi_report``, on a subset of ``options.abc2midi_training`` tunes when
     ``training`` is None, i.e. for the training split itself) and, for generated tunes,
     ``novelty`` against ``training``."""
-    column: dict[str, Any] = {"statistics": statistics_lib.corpus_statistics(tunes)}
+    column: dict[str, Any] = {"statistics": statistics_lib.corpus_statistics(tunes),
+                              "musical": musical.musical_statistics(tunes)}
     if training is None:
         chosen = [tunes[i] for i in subset(len(tunes), options.abc2midi_training)]
         column["subset"] = {"tunes": len(chosen),
@@ -184,14 +197,24 @@ def sample_set(model, params, mode: str, options: EvaluateOptions,
     """``options.num_tunes`` tunes sampled freely or with the structure constraint
     (``mode`` ``"free"`` or ``"constrained"``); returns the tunes (no ``<s>``/``</s>``) and
     the sampling settings with the count that reached ``max_length``."""
-    many = sampler.sample_many(
-        model, params, jax.random.PRNGKey(options.seed), options.num_tunes, chunk_size=options.chunk_size,
-        progress=progress, temperature=options.temperature, max_length=options.max_length,
-        constrain=mode == "constrained",
+    many = rerank.best_of(
+        model, params, jax.random.PRNGKey(options.seed), options.num_tunes, options.best_of,
+        ranking=options.ranking, chunk_size=options.chunk_size, progress=progress,
+        temperature=options.temperature, max_length=options.max_length, constrain=mode == "constrained",
     )
     settings = {"mode": mode, "num_tunes": len(many.tunes), "temperature": options.temperature,
-                "seed": options.seed, "max_length": options.max_length, "truncated": many.truncated}
+                "seed": options.seed, "max_length": options.max_length, "truncated": many.truncated,
+                "best_of": options.best_of, "ranking": options.ranking,
+                "seconds": many.sampling_seconds + many.scoring_seconds}
     return [_strip(t) for t in many.tunes], settings
+
+
+def mean_log_likelihood(model, params, tunes: Sequence[Sequence[str]]) -> float:
+    """The mean over ``tunes`` of each tune's log-probability per token under the model
+    (unconstrained, dropout off; tokens after ``<s>`` through ``</s>``)."""
+    sequences = [vocab.encode([vocab.START, *t, vocab.END]) for t in tunes]
+    per_token = [lp.mean() for lp in rerank.token_log_probs(model, params, sequences) if len(lp)]
+    return float(np.mean(per_token)) if per_token else 0.0
 
 
 def evaluate_model(workdir: str | None, options: EvaluateOptions,
@@ -208,8 +231,9 @@ def evaluate_model(workdir: str | None, options: EvaluateOptions,
       (column names in table order: ``training`` then the sampling modes or ``samples``) and
       ``sets`` (each column's ``describe_tunes`` result; generated ones with ``sampling``).
     """
-    # A bad --samples file fails now, not after the minutes of validation and sampling.
+    # A bad --samples or --compare file fails now, not after the minutes of validation and sampling.
     samples = [_strip(t) for t in v2_format.read_tunes(options.samples)] if options.samples else None
+    compared = {path: [_strip(t) for t in v2_format.read_tunes(path)] for path in options.compare}
     directory = runs.resolve(workdir)
     config = checkpoints.load_config(directory)
     data_path = options.data or config.data_path
@@ -221,19 +245,29 @@ def evaluate_model(workdir: str | None, options: EvaluateOptions,
         log(f"validation NLL {report['validation']['valid_loss']:.4f} nats/token")
     index = novelty_lib.NgramIndex(training)
     sets: dict[str, Any] = {}
+    model, params, step = runs.load_run(workdir)
+    report["step"] = step
+    generated: dict[str, list[list[str]]] = {}
     if samples is not None:
+        generated["samples"] = samples
         sets["samples"] = describe_tunes(samples, training, options, index)
         sets["samples"]["sampling"] = {"file": options.samples, "num_tunes": len(samples)}
     else:
-        model, params, step = runs.load_run(workdir)
-        report["step"] = step
         for mode in options.modes:
             tunes, settings = sample_set(
                 model, params, mode, options,
-                lambda kept, sampled, mode=mode: log(f"{mode}: sampled {kept} of {options.num_tunes}"))
+                lambda kept, sampled, mode=mode: log(f"{mode}: sampled {kept} of {options.num_tunes * options.best_of}"))
+            generated[mode] = tunes
             sets[mode] = describe_tunes(tunes, training, options, index)
             sets[mode]["sampling"] = settings
             log(f"{mode}: {len(tunes)} tunes described")
+    for path, tunes in compared.items():
+        name = COMPARE_PREFIX + os.path.basename(path)
+        generated[name] = tunes
+        sets[name] = describe_tunes(tunes, training, options, index)
+        sets[name]["sampling"] = {"file": path, "num_tunes": len(tunes)}
+    for name, tunes in generated.items():
+        sets[name]["log_likelihood_per_token"] = mean_log_likelihood(model, params, tunes)
     sets = {"training": describe_tunes(training, None, options), **sets}
     report["columns"] = list(sets)
     report["sets"] = sets
@@ -313,12 +347,45 @@ def comparison_rows(report: dict) -> list[tuple[str, list[str], str]]:
             _v2("top_patterns_share", fmt=lambda v: f"{v:g}")),
         row("commonest part structure", stat("commonest_part_structure", str), _v2("commonest_part_structure")),
         row("AABB with 8-bar parts (%)", stat("aabb_8_share", _pct), _v2("aabb_8_share", fmt=lambda v: f"{v:g}")),
+        *musical_rows(row),
+        row("log-likelihood per token (model, unconstrained)", lambda c: f"{c['log_likelihood_per_token']:.3f}"),
+        row("sampling seconds (best of N)", lambda c: f"{c['sampling']['seconds']:.0f} (best of "
+            f"{c['sampling']['best_of']}, by {c['sampling']['ranking']})"),
         row(f"sharing {report['options']['novelty_threshold']}+ tokens with a training tune (%)",
             lambda c: f"{_pct(c['novelty']['possible_copy_share'])} ({len(c['novelty']['possible_copies'])})"),
         row("median longest run shared with a training tune (tokens)",
             lambda c: f"{c['novelty']['median_longest_common_ngram']:.0f}"),
     ]
     return rows
+
+
+def musical_rows(row: Callable) -> list:
+    """The rows of ``musical.musical_statistics``' figures (issue 22: endings, form, rhythm,
+    repetition, melody), made with ``comparison_rows``' ``row``."""
+
+    def music(key: str, fmt: Callable[[Any], str] = _pct) -> Callable[[dict], str]:
+        return lambda c: fmt(c["musical"][key])
+
+    def b_parts(c: dict) -> str:
+        m = c["musical"]
+        counts = ", ".join(f"{bars}: {n}" for bars, n in sorted(m["b_part_bars"].items(), key=lambda kv: -kv[1])[:4])
+        return f"{_pct(m['b_part_16_share'])} of {m['aabb_tunes']:,} ({counts})"
+
+    return [
+        row("last note on the tonic (%)", music("last_tonic_share")),
+        row("last note on the tonic or dominant (%)", music("last_tonic_or_dominant_share")),
+        row("part A ends on the tonic, AABB tunes (%)", lambda c: (
+            f"{_pct(c['musical']['part_a_tonic_share'])} of {c['musical']['part_a_tunes']:,}")),
+        row("part A ends on the tonic or dominant (%)", music("part_a_tonic_or_dominant_share")),
+        row("ends on an empty ending (%)", music("empty_ending_share")),
+        row("AABB, 8+8 bars (%)", music("aabb_8_share")),
+        row("B part of 16 bars, of AABB tunes (%; commonest B lengths)", b_parts),
+        row("sixteenths (/2) per 100 notes", music("sixteenths_per_100_notes", lambda v: f"{v:.1f}")),
+        row("bars repeating an earlier bar (%)", music("repeated_bar_share")),
+        row("2-bar units repeating an earlier one (%)", music("repeated_unit_share")),
+        row("pitch range (semitones, mean)", music("pitch_range_mean", lambda v: f"{v:.1f}")),
+        row("steps (1-2 semitones) among intervals (%)", music("stepwise_share")),
+    ]
 
 
 def pitch_class_tables(report: dict) -> list[str]:
@@ -332,7 +399,7 @@ def pitch_class_tables(report: dict) -> list[str]:
         for name in report["columns"]:
             counts = np.asarray(report["sets"][name]["statistics"]["pitch_class_histogram_by_mode"][mode], float)
             cells = [_pct(c / counts.sum()) for c in counts] if counts.sum() else ["-"] * 12
-            lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_label(name)} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -352,8 +419,9 @@ def markdown_report(report: dict, images: Sequence[str]) -> str:
             f"perplexity {v['valid_perplexity']:.3f}" + (f" (by source: {by_source})" if by_source else "") + ".",
             "",
         ]
-    sampling = [f"{LABELS[name]}: {s['sampling'].get('num_tunes')} tunes" + (
-        f" at T={s['sampling']['temperature']}, seed {s['sampling']['seed']}" if "temperature" in s["sampling"]
+    sampling = [f"{_label(name)}: {s['sampling'].get('num_tunes')} tunes" + (
+        f" at T={s['sampling']['temperature']}, seed {s['sampling']['seed']}, best of {s['sampling']['best_of']} "
+        f"by {s['sampling']['ranking']}" if "temperature" in s["sampling"]
         else f" from `{s['sampling'].get('file')}`") for name, s in report["sets"].items() if "sampling" in s]
     lines += [
         f"Training split: the tunes the model trained on (`{report['data_path']}`, validation tunes "
@@ -367,7 +435,7 @@ def markdown_report(report: dict, images: Sequence[str]) -> str:
         "of tunes: compare them at equal size.",
         "",
     ]
-    header = ["statistic", *(LABELS[name] for name in report["columns"]), "v2 published (generated; training)"]
+    header = ["statistic", *(_label(name) for name in report["columns"]), "v2 published (generated; training)"]
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, cells, v2 in comparison_rows(report):
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {v2} |")
@@ -376,7 +444,7 @@ def markdown_report(report: dict, images: Sequence[str]) -> str:
         examples = report["sets"][name].get("abc2midi", {}).get("examples", {})
         shown = [f"tune {i} \"{message}\"" for kind in tools.ABC2MIDI_KINDS for i, message in examples.get(kind, [])[:1]]
         if shown:
-            lines.append(f"abc2midi examples, {LABELS[name]}: " + "; ".join(shown) + ".")
+            lines.append(f"abc2midi examples, {_label(name)}: " + "; ".join(shown) + ".")
     lines.append("")
     lines += pitch_class_tables(report)
     for image in images:
@@ -389,7 +457,7 @@ def _grouped_bars(ax, keys: Sequence[str], labels: Sequence[str], sets: Sequence
     width = 0.8 / max(len(sets), 1)
     x = np.arange(len(keys))
     for k, (name, column) in enumerate(sets):
-        ax.bar(x + k * width - 0.4 + width / 2, [value(column, key) for key in keys], width, label=LABELS[name])
+        ax.bar(x + k * width - 0.4 + width / 2, [value(column, key) for key in keys], width, label=_label(name))
     ax.set_xticks(x, labels, rotation=0 if len(keys) < 8 else 45, fontsize=8)
 
 
@@ -409,7 +477,7 @@ def plot_comparison(report: dict, output_dir: str) -> list[str]:
                   lambda c, m: 100 * c["statistics"]["mode_share"][m])
     for name, column in sets:
         axes[2].hist(column["statistics"]["lengths"], bins=np.arange(0, 610, 10), histtype="step", density=True,
-                     label=LABELS[name], linewidth=1.5)
+                     label=_label(name), linewidth=1.5)
     for ax, title, xlabel, ylabel in (
         (axes[0], "Meter", "meter (M:)", "% of tunes"),
         (axes[1], "Mode (C root)", "mode (K:C...)", "% of tunes"),
@@ -429,7 +497,7 @@ def plot_comparison(report: dict, output_dir: str) -> list[str]:
             counts = np.asarray(column["statistics"]["pitch_class_histogram_by_mode"][mode], float)
             if counts.sum():
                 ax.bar(np.arange(12) + k * width - 0.4 + width / 2, 100 * counts / counts.sum(), width,
-                       label=LABELS[name])
+                       label=_label(name))
                 plotted = True
         plots.set_title(ax, f"Pitch classes in {mode} tunes")
         if plotted:
@@ -458,7 +526,7 @@ def plot_comparison(report: dict, output_dir: str) -> list[str]:
         low, high = min(used), max(used)
         for k, (name, share) in enumerate(shares):
             x = np.arange(low, high + 1)
-            ax.bar(x + k * width - 0.4 + width / 2, [share.get(int(p), 0.0) for p in x], width, label=LABELS[name])
+            ax.bar(x + k * width - 0.4 + width / 2, [share.get(int(p), 0.0) for p in x], width, label=_label(name))
         # Tonic, third and fifth of the mode labelled in every octave.
         triad = {statistics_lib.midi_pitch(t, mode) % 12 for t in ("C", "E", "G")}
         ticks = [p for p in range(low, high + 1) if p % 12 in triad]

@@ -235,6 +235,9 @@ class State(NamedTuple):
     pair_due: Array  # the last note is that second note: its duration must match
     last_in_tuplet: Array  # the last note belongs to a tuplet
     last_paired: Array  # the last note is the second note of a broken rhythm
+    in_second: Array  # in the second ending ('|2' until the section closes)
+    part_len: Array  # bars of the repeated part whose first ending ':|' closed (the second ending matches it)
+    first_part: Array  # bars of the tune's first section (0 until it closes): no later section is longer
 
 
 def initial_state(batch: int) -> State:
@@ -249,7 +252,8 @@ def initial_state(batch: int) -> State:
         bar_used=false, bars=zero, sec_bars=zero, sec_common=zero, sections=zero, open_pending=~false,
         open_len=zero, may_close=~false, repeat_open=false, first_ending=false, closed_after_first=false,
         need_second=false, after_bar=zero - 1, mult_num=one, mult_den=one, pair_num=one, pair_den=one,
-        pair_due=false, last_in_tuplet=false, last_paired=false,
+        pair_due=false, last_in_tuplet=false, last_paired=false, in_second=false, part_len=zero,
+        first_part=zero,
     )
 
 
@@ -287,8 +291,8 @@ def _transition(state: State, table: dict, rt: dict) -> tuple[State, Array]:
     first_bar = state.bars == 0
     # The data's durations and broken rhythms for this meter (outside tuplets).
     attested = rt["rhythm_ok"][state.meter, table["ids"]]
-    # A new section may start (MAX_SECTIONS), and a section of 16 bars takes no more.
-    longest = jnp.where(state.repeat_open, PART_BARS[-1], FREE_BARS)
+    # A new section may start (MAX_SECTIONS), and a section of its longest length takes no more.
+    longest = _longest(state)
     room = (state.sections < MAX_SECTIONS) & ~((state.sec_bars >= longest) & ~state.bar_used)
 
     # Notes: base length x tuplet scale x the factor of a pending broken rhythm.
@@ -340,7 +344,7 @@ def _transition(state: State, table: dict, rt: dict) -> tuple[State, Array]:
     hard = (bar_kind == PLAIN) | (bar_kind == FIRST)
     hard_ok = (full | first_bar) & (sec_after + (forced | (bar_kind == FIRST)) <= longest)
     # After a plain bar line that fills a free section only the end may come: not before MIN_SECTIONS.
-    hard_ok = hard_ok & ~(~state.repeat_open & (sec_after >= FREE_BARS) & (state.sections + 1 < MIN_SECTIONS))
+    hard_ok = hard_ok & ~(~state.repeat_open & (sec_after >= longest) & (state.sections + 1 < MIN_SECTIONS))
     # ':|': the closing bar and the repeated part's first bar make one bar on the repeat.
     own = jnp.where(state.open_pending, state.pos - state.carry_in, state.open_len)
     carried = jnp.where(full | first_bar, 0, state.pos)
@@ -448,6 +452,11 @@ def _transition(state: State, table: dict, rt: dict) -> tuple[State, Array]:
         pair_due=is_note & (state.pending > 0),
         last_in_tuplet=jnp.where(is_note, in_tuplet, state.last_in_tuplet),
         last_paired=jnp.where(is_note, state.pending > 0, state.last_paired),
+        in_second=jnp.where(bar_kind == SECOND, True, jnp.where(soft, False, state.in_second)),
+        part_len=jnp.where((bar_kind == CLOSE) & state.first_ending, sec_after, state.part_len),
+        first_part=jnp.where((state.sections == 0) & (((bar_kind == CLOSE) & ~state.first_ending)
+                                                      | ((bar_kind == OPEN) & (sec_after > 0))),
+                             sec_after, state.first_part),
     )
     return new, allowed & _feasible(new, rt)
 
@@ -456,13 +465,23 @@ def _ceil_div(x: Array, d: Array) -> Array:
     return (x + d - 1) // d
 
 
+def _longest(state: State) -> Array:
+    """The most bars the current section may hold: 16 under an open repeat, else FREE_BARS;
+    a second ending may bring its part to the length the first ending gave it (past
+    FREE_BARS); a later section holds no more bars than the first (B no longer than A, as in
+    95% of the data's AABB tunes)."""
+    second = jnp.maximum(state.part_len, FREE_BARS)
+    longest = jnp.where(state.repeat_open, PART_BARS[-1], jnp.where(state.in_second, second, FREE_BARS))
+    return jnp.where(state.first_part > 0, jnp.minimum(longest, state.first_part), longest)
+
+
 def _bar_limit(state: State) -> Array:
-    """Ticks the current bar may hold: the meter's bar, except in the 8th (and 16th) bar of a
-    part that opened with a pickup and may still be repeated, which ends where ':|' needs it
-    (bar_len - pickup)."""
+    """Ticks the current bar may hold: the meter's bar, except in the 8th bar of a part that
+    opened with a pickup and may still be repeated, and in the last bar an open repeat may hold
+    (``_longest``: only ':|' can close it), which end where ':|' needs it (bar_len - pickup)."""
     may_repeat = state.repeat_open | state.may_close
     closing = (may_repeat & (state.carry_in == 0) & (state.bars > 0) & ~state.open_pending
-               & ((state.sec_bars == 7) | (state.sec_bars == PART_BARS[-1] - 1))
+               & ((state.sec_bars == 7) | (state.repeat_open & (state.sec_bars == _longest(state) - 1)))
                & (state.open_len > 0) & (state.open_len < state.bar_len))
     return jnp.where(closing, state.bar_len - state.open_len, state.bar_len)
 
