@@ -59,11 +59,12 @@ flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> 
 flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
 flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "
                   "'TUNE:TOKEN' for every tune still running); all tunes in one batch.")
-flags.DEFINE_enum("format", "abc", ["abc", "midi", "svg"], "abc: one file; midi: tune_001.mid ... in "
+flags.DEFINE_enum("format", "abc", list(output_lib.FORMATS), "abc: one file; midi: tune_001.mid ... in "
                   "a folder (abc2midi, or mido when abc2midi is missing); svg: tune_001.svg ... "
-                  "(abcm2ps) in a folder; both with each tune's ABC beside it (tune_001.abc).")
-flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg) to write (default: "
-                    "WORKDIR/samples.abc, WORKDIR/samples_midi, WORKDIR/samples_svg).")
+                  "(abcm2ps) in a folder; musicxml: tune_001.musicxml ... (music21, for MuseScore, "
+                  "Finale, Sibelius) in a folder; each with the tune's ABC beside it (tune_001.abc).")
+flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg, musicxml) to write (default: "
+                    "WORKDIR/samples.abc, WORKDIR/samples_midi, WORKDIR/samples_svg, WORKDIR/samples_musicxml).")
 
 
 def main(argv):
@@ -121,7 +122,7 @@ def main(argv):
         )
     # T: says how each tune was drawn, so free, constrained and transposed tunes tell apart.
     titles = [output_lib.tune_title(step, FLAGS.seed, i + 1, FLAGS.constrain, key) for i in many.indices]
-    default = {"abc": "samples.abc", "midi": "samples_midi", "svg": "samples_svg"}[FLAGS.format]
+    default = "samples.abc" if FLAGS.format == "abc" else f"samples_{FLAGS.format}"
     # The shipped model's folder is not a place for samples: they go to the current folder.
     output = FLAGS.output or (os.path.join(FLAGS.workdir, default) if FLAGS.workdir else default)
     cli.note_new_folder(output if FLAGS.format != "abc" else os.path.dirname(os.path.abspath(output)))

@@ -1,4 +1,4 @@
-"""Writing sampled tunes to disk as one ABC file, MIDI files or SVG engravings."""
+"""Writing sampled tunes to disk as one ABC file, MIDI files, SVG engravings or MusicXML."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Sequence
 from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.music import abc_out, midi, tools
+
+FORMATS = ("abc", "midi", "svg", "musicxml")
+EXTENSIONS = {"midi": ".mid", "svg": ".svg", "musicxml": ".musicxml"}
 
 
 def tune_stem(number: int) -> str:
@@ -42,6 +45,28 @@ def tune_title(step: int, seed: int, number: int, constrained: bool, key: str | 
     return f"folkrnn_jax step {step} seed {seed} tune {number}, {'constrained' if constrained else 'free'}, in {key or 'C'}"
 
 
+def abc_to_musicxml(abc_text: str) -> bytes:
+    """One ABC tune as a MusicXML document (music21 reads the ABC and writes the score), for
+    MuseScore, Finale and Sibelius users.
+
+    Args:
+        abc_text: one complete ABC tune (``abc_out.tokens_to_abc``).
+
+    Returns:
+        The MusicXML file's bytes (UTF-8).
+
+    Raises:
+        ToolError: music21 could not read the tune.
+    """
+    import music21  # slow to import: only when MusicXML is asked for
+
+    try:
+        score = music21.converter.parse(abc_text, format="abc")
+    except Exception as error:  # music21 raises many kinds on ABC it cannot read
+        raise tools.ToolError(f"music21 could not read the tune: {error}") from None
+    return music21.musicxml.m21ToXml.GeneralObjectExporter(score).parse()
+
+
 def write_tunes(
     tunes: Sequence[Sequence[str]],
     titles: Sequence[str],
@@ -53,14 +78,14 @@ def write_tunes(
 
     ``fmt="abc"`` writes one ABC file ``output``. ``"midi"`` and ``"svg"`` write, per tune,
     into the folder ``output``, ``tune_001.mid`` (abc2midi, or ``tokens_to_midi`` via mido
-    without it) or ``tune_001.svg`` (abcm2ps), and beside it the tune's ABC ``tune_001.abc``,
-    the text the MIDI or engraving was made from.
+    without it), ``tune_001.svg`` (abcm2ps) or ``tune_001.musicxml`` (music21), and beside it
+    the tune's ABC ``tune_001.abc``, the text the MIDI, engraving or score was made from.
 
     Args:
         tunes: v2 token sequences.
         titles: one ``T:`` title per tune.
         output: the ABC file, or the folder for MIDI and SVG.
-        fmt: ``"abc"``, ``"midi"`` or ``"svg"``.
+        fmt: one of ``FORMATS``.
         key: a root to transpose the tunes to (``"D"``), keeping their modes; None: C.
 
     Returns:
@@ -69,13 +94,13 @@ def write_tunes(
     Raises:
         InputError: an unknown ``fmt``.
         ToolMissingError: ``"svg"`` without abcm2ps.
-        ToolError: abcm2ps could not engrave a tune (the message names it).
+        ToolError: abcm2ps could not engrave a tune, or music21 read it (the message names it).
     """
     if fmt == "abc":
         files.atomic_write_text(output, abc_out.tunes_to_abc(tunes, titles, key))
         return 1
-    if fmt not in ("midi", "svg"):
-        raise InputError(f"unknown output format {fmt!r}: abc, midi or svg")
+    if fmt not in FORMATS:
+        raise InputError(f"unknown output format {fmt!r}: {', '.join(FORMATS)}")
     use_abc2midi = fmt == "midi" and tools.have("abc2midi")
     if fmt == "svg":
         tools.require("abcm2ps")
@@ -87,6 +112,11 @@ def write_tunes(
         if fmt == "midi":
             data = tools.abc_to_midi(text) if use_abc2midi else midi.tokens_to_midi(tune, key=key)
             files.atomic_write_bytes(stem + ".mid", data)
+        elif fmt == "musicxml":
+            try:
+                files.atomic_write_bytes(stem + EXTENSIONS[fmt], abc_to_musicxml(text))
+            except tools.ToolError as error:
+                raise tools.ToolError(f"tune {i + 1}: {error}") from None
         else:
             _render_one_svg(text, stem + ".svg", i + 1)
     return 2 * len(tunes)
