@@ -294,6 +294,9 @@ def test_downloads(client, loaded):
     if shutil.which("abcm2ps"):
         svg = client.get("/api/tune", params={**query, "format": "svg"})
         assert svg.status_code == 200 and "<svg" in svg.text
+    musicxml = client.get("/api/tune", params={**query, "format": "musicxml"})
+    assert musicxml.status_code == 200 and b"<score-partwise" in musicxml.content
+    assert musicxml.headers["content-disposition"].endswith('.musicxml"')
     page = client.get("/")
     assert page.status_code == 200 and "abcjs" in page.text
     assert client.get("/openapi.json").json()["paths"]["/api/tune"]

@@ -29,6 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from folkrnn_jax.music import output
 from folkrnn_jax.serve import book, engine
 from folkrnn_jax.serve.tunebook import Tunebook
 
@@ -80,7 +81,8 @@ class TuneQuery(BaseModel):
 class TuneFileQuery(TuneQuery):
     """The settings of one tune and the form to send it in."""
 
-    format: Literal["json", "abc", "midi", "svg"] = Field("json", description="json, or a file: abc, midi, svg.")
+    format: Literal["json", "abc", "midi", "svg", "musicxml"] = Field(
+        "json", description="json, or a file: abc, midi, svg, musicxml.")
 
 
 class TunesRequest(TuneQuery):
@@ -313,7 +315,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
             raise engine.FieldError("prefix", f"{len(tokens)} tokens; at most {limits.max_prefix_tokens}")
         return {"tokens": tokens}
 
-    @app.get("/api/tune", summary="One tune, as JSON or as an ABC, MIDI or SVG file")
+    @app.get("/api/tune", summary="One tune, as JSON or as an ABC, MIDI, SVG or MusicXML file")
     async def one_tune(request: Request, query: Annotated[TuneFileQuery, Query()]) -> Any:
         composer = _composer(request)
         format = query.format
@@ -331,6 +333,10 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
                                            prepared.settings.key)
             return Response(data, media_type="audio/midi",
                             headers={"Content-Disposition": f'attachment; filename="{stem}.mid"'})
+        if format == "musicxml":
+            data = await asyncio.to_thread(output.abc_to_musicxml, described["abc"])
+            return Response(data, media_type="application/vnd.recordare.musicxml+xml",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}.musicxml"'})
         svg = await asyncio.to_thread(engine.svg_text, described["abc"])
         return Response(svg, media_type="image/svg+xml",
                         headers={"Content-Disposition": f'attachment; filename="{stem}.svg"'})

@@ -190,6 +190,7 @@ function finish(tune) {
   $("dl_abc").href = "/api/tune?" + q + "&format=abc";
   $("dl_midi").href = "/api/tune?" + q + "&format=midi";
   $("dl_svg").href = "/api/tune?" + q + "&format=svg";
+  $("dl_musicxml").href = "/api/tune?" + q + "&format=musicxml";
   $("permalink").href = tune.permalink;
   $("command").textContent = tune.command || "";
   history.replaceState(null, "", tune.permalink);
