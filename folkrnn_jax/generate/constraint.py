@@ -35,7 +35,10 @@ The rules, every one decidable from the past alone:
   one bar; a section outside ``|: ... :|`` holds at most ``FREE_BARS`` (8), so that a part is
   closed (by ``:|``, ``|:`` or the end) where the data's parts end rather than run on
   unrepeated; the tune may end only after a bar line that closes such a section, after at
-  least ``MIN_SECTIONS`` and at most ``MAX_SECTIONS`` of them. A part that opens with a pickup and may be repeated ends
+  least ``MIN_SECTIONS`` and at most ``MAX_SECTIONS`` of them. A later section holds no more
+  bars than the first (B no longer than A, as in 95% of the data's AABB tunes), and a second
+  ending may bring a part of more than 8 bars back to the length its first ending gave it (so
+  a 16-bar part with endings is never left with an empty ``|2``). A part that opens with a pickup and may be repeated ends
   at its 4th or 8th bar (its 8th bar holds at most bar_len - pickup, so ``:|`` or ``|:`` must
   close it; a model that forgot the pickup cannot write a full closing bar and then find
   ``:|`` refused): the data's parts are 4 or 8 bars long in nine of ten;
