@@ -1,2 +1,2 @@
 """Training: state and optimiser, loss, jit-compiled steps, the train-and-evaluate loop,
-checkpoints, metrics, data parallelism, populations of models and sweeps."""
+checkpoints, metrics, data parallelism and sweeps."""

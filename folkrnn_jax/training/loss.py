@@ -37,7 +37,7 @@ def sequence_loss(
 
 def loss_and_grads(model: folkrnn.FolkRNN, normalization: str) -> Callable:
     """``f(params, batch, dropout_key) -> (loss, grads)``: the forward pass with dropout and
-    its gradient, shared by the train step and the population step.
+    its gradient (the train step's).
 
     Args:
       model: the model.

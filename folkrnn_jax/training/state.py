@@ -84,12 +84,6 @@ def current_learning_rate(opt_state: Any) -> Array:
     return found[0]
 
 
-def with_learning_rate(opt_state: Any, learning_rate: Array | float) -> Any:
-    """``opt_state`` whose injected learning rate is ``learning_rate`` (a scalar, or one rate
-    per member of a stacked population)."""
-    return map_injected(lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": learning_rate}), opt_state)
-
-
 def optimizer_state_at(config: ml_collections.ConfigDict, params: Any, step: int) -> Any:
     """An optimiser state for ``params`` trained elsewhere (an imported checkpoint): zero
     RMSprop statistics, as a fresh Lasagne run has, and the learning-rate schedule at ``step``,
