@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from folkrnn_jax.analysis import musical
 from folkrnn_jax.analysis import novelty as novelty_lib
 from folkrnn_jax.analysis import report as report_lib
 from folkrnn_jax.analysis import statistics as statistics_lib
@@ -244,6 +245,28 @@ def test_report_samples_free_and_constrained(eval_run, tmp_path):
     for kind, name, _ in report_lib.ABC2MIDI_CLASSES:
         assert table[f"abc2midi: {name} (%)"][1].endswith(f"({summary[kind]:,})")
     json.dumps(report)  # JSON-ready
+
+
+def test_report_compares_a_tune_file_and_best_of(eval_run):
+    # The musical rows for a tune file given to compare (a column of its own), and constrained
+    # tunes drawn as the best of 2 by cadence, with the cost and the model's log-likelihood.
+    excerpt = fixture_path("data_v2_excerpt.txt")
+    options = report_lib.EvaluateOptions(modes=("constrained",), num_tunes=2, max_length=120, validation=False,
+                                         abc2midi_training=4, compare=(excerpt,), best_of=2, ranking="cadence")
+    report = report_lib.evaluate_model(eval_run, options, log=lambda line: None)
+    compared = report_lib.COMPARE_PREFIX + "data_v2_excerpt.txt"
+    assert report["columns"] == ["training", "constrained", compared]
+    tunes = [[t for t in tune if t not in (vocab.START, vocab.END)] for tune in v2_format.read_tunes(excerpt)]
+    assert report["sets"][compared]["musical"] == musical.musical_statistics(tunes)
+    sampling = report["sets"]["constrained"]["sampling"]
+    assert (sampling["best_of"], sampling["ranking"], sampling["num_tunes"]) == (2, "cadence", 2)
+    assert report["sets"]["constrained"]["musical"]["empty_ending_share"] == 0.0
+    for name in ("constrained", compared):
+        assert -20 < report["sets"][name]["log_likelihood_per_token"] < 0
+    table = _table(report_lib.markdown_report(report, []))
+    assert table["statistic"][2] == compared
+    assert table["last note on the tonic (%)"][2] == f"{100 * musical.musical_statistics(tunes)['last_tonic_share']:.1f}"
+    json.dumps(report)
 
 
 def test_training_column_of_a_two_file_mix(tmp_path):
