@@ -96,9 +96,9 @@ def main(argv):
                 return loss
 
             fwd = jax.jit(lambda p, model=model: loss_lib.sequence_loss(
-                model.apply({"params": p}, batch["inputs"], train=True, mask=batch["mask"],
+                model.apply({"params": p}, batch.inputs, train=True, mask=batch.mask,
                             rngs={"dropout": jax.random.PRNGKey(1)}),
-                batch["targets"], batch["mask"], batch["lengths"]))
+                batch.targets, batch.mask, batch.lengths))
             parts[(dtype, f"step {schedule}")] = run_step
             parts[(dtype, f"forward {schedule}")] = lambda fwd=fwd, holder=holder: fwd(holder["state"].params)
         for name, fn in _gemm_parts(H, L, B, T, jnp.dtype(dtype)).items():

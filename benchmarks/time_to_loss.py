@@ -80,7 +80,7 @@ def torch_valid_nll(net, to_torch, batches) -> float:
     total, tokens = 0.0, 0.0
     with torch.inference_mode():
         for batch in batches:
-            x, y, m = to_torch(steps_lib.batch_to_dict(batch))
+            x, y, m = to_torch(batch)
             logits = net(x)
             nll = torch.nn.functional.cross_entropy(logits.reshape(-1, 137), y.reshape(-1), reduction="none")
             total += float((nll * m.reshape(-1)).sum())
@@ -134,7 +134,7 @@ def main(argv):
     holder = {"state": state}
 
     def jax_step(batch, i):
-        holder["state"], loss = jax_train(holder["state"], steps_lib.batch_to_dict(batch), jax.random.fold_in(dropout_rng, i))
+        holder["state"], loss = jax_train(holder["state"], batch, jax.random.fold_in(dropout_rng, i))
         loss.block_until_ready()
 
     torch_step, to_torch = make_torch_step(config.hidden_size, config.num_layers, config.dropout_rate,
@@ -143,7 +143,7 @@ def main(argv):
 
     runners = [
         Runner("folkrnn_jax", jax_step, seqs, batching.batches_from(seqs, config.batch_size, config.seed, 0)),
-        Runner("torch nn.LSTM", lambda batch, i: torch_step(to_torch(steps_lib.batch_to_dict(batch))), seqs,
+        Runner("torch nn.LSTM", lambda batch, i: torch_step(to_torch(batch)), seqs,
                batching.batches_from(seqs, config.batch_size, config.seed, 0)),
     ]
     budget = FLAGS.minutes * 60.0

@@ -42,6 +42,7 @@ import optax
 from absl import app, flags
 
 from experiments.configs import v2
+from folkrnn_jax.data import batching
 from folkrnn_jax.model.lstm import resolve_schedule
 from folkrnn_jax.training import loss as loss_lib
 from folkrnn_jax.training import state as state_lib
@@ -84,15 +85,14 @@ def bench_config(hidden_size=512, num_layers=3, batch_size=64, unroll=4, fused_b
     return config
 
 
-def synthetic_batch(batch_size: int, seq_len: int, seed: int = 0) -> dict:
+def synthetic_batch(batch_size: int, seq_len: int, seed: int = 0) -> batching.Batch:
     rng = np.random.RandomState(seed)
     tokens = rng.randint(0, 137, (batch_size, seq_len + 1)).astype(np.int32)
     # A few shorter tunes so that the mask is exercised.
     lengths = np.full((batch_size,), seq_len + 1, np.int32)
     lengths[: batch_size // 4] = rng.randint(seq_len // 2, seq_len, batch_size // 4)
     mask = (np.arange(seq_len)[None, :] < (lengths[:, None] - 1)).astype(np.float32)
-    return {"inputs": tokens[:, :-1] * mask.astype(np.int32), "targets": tokens[:, 1:] * mask.astype(np.int32),
-            "mask": mask, "lengths": lengths}
+    return batching.Batch(tokens[:, :-1] * mask.astype(np.int32), tokens[:, 1:] * mask.astype(np.int32), mask, lengths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,8 +131,8 @@ def make_reference_train_step(num_layers: int, normalization: str = "token"):
 
     def step(state, batch):
         def loss_fn(params):
-            logits = reference_logits(params, batch["inputs"], batch["mask"], num_layers)
-            return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"], normalization)
+            logits = reference_logits(params, batch.inputs, batch.mask, num_layers)
+            return loss_lib.sequence_loss(logits, batch.targets, batch.mask, batch.lengths, normalization)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -170,12 +170,12 @@ def gradient_difference(config, batch) -> float:
     model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 100)
 
     def fast_loss(params):
-        logits = model.apply({"params": params}, batch["inputs"], mask=batch["mask"])
-        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        logits = model.apply({"params": params}, batch.inputs, mask=batch.mask)
+        return loss_lib.sequence_loss(logits, batch.targets, batch.mask, batch.lengths)
 
     def ref_loss(params):
-        logits = reference_logits(params, batch["inputs"], batch["mask"], config.num_layers)
-        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        logits = reference_logits(params, batch.inputs, batch.mask, config.num_layers)
+        return loss_lib.sequence_loss(logits, batch.targets, batch.mask, batch.lengths)
 
     ga = jax.jit(jax.grad(fast_loss))(state.params)
     gb = jax.jit(jax.grad(ref_loss))(state.params)
@@ -212,8 +212,8 @@ def make_torch_step(hidden_size, num_layers, dropout_rate=0.5, device="cpu", aut
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
 
     def to_torch(batch):
-        x = torch.nn.functional.one_hot(torch.from_numpy(batch["inputs"].T.astype(np.int64)), 137).float()
-        y, m = torch.from_numpy(batch["targets"].T.astype(np.int64)), torch.from_numpy(batch["mask"].T)
+        x = torch.nn.functional.one_hot(torch.from_numpy(batch.inputs.T.astype(np.int64)), 137).float()
+        y, m = torch.from_numpy(batch.targets.T.astype(np.int64)), torch.from_numpy(batch.mask.T)
         return x.to(device), y.to(device), m.to(device)
 
     def step(tb):

@@ -20,7 +20,7 @@ from experiments import cli
 from experiments.configs import v2_as_trained
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import legacy
-from folkrnn_jax.training import checkpoints
+from folkrnn_jax.training import checkpoints, rundir
 from folkrnn_jax.training import state as state_lib
 
 FLAGS = flags.FLAGS
@@ -44,7 +44,7 @@ def import_checkpoint(pickle_path: str, workdir: str) -> legacy.LegacyCheckpoint
     config.imported_epoch = float(meta["epoch_since_start"] or 0)
     step = int(meta["iters_since_start"] or 0)
     os.makedirs(workdir, exist_ok=True)
-    checkpoints.save_config(workdir, config)
+    rundir.save_config(workdir, config)
     opt_state = state_lib.optimizer_state_at(config, checkpoint.params, step)
     checkpoints.save_params(workdir, step, checkpoint.params, opt_state)
     return checkpoint

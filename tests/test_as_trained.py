@@ -156,11 +156,11 @@ def test_initial_states_are_learned(excerpt_path):
     before = {n: np.asarray(state.params[n]).copy() for n in names}
     assert not before["lstm_0_cell_init"].any() and np.isclose(np.linalg.norm(before["lstm_0_hid_init"]), 1.0)
     seqs = v2_format.encode_tunes(v2_format.read_v2_file(excerpt_path))[:4]
-    batch = steps_lib.batch_to_dict(batching.make_batch(seqs))
+    batch = batching.make_batch(seqs)
     grads = jax.grad(
         lambda p: loss_lib.sequence_loss(
-            model.apply({"params": p}, batch["inputs"], train=False, mask=batch["mask"]),
-            batch["targets"], batch["mask"], batch["lengths"], "tune",
+            model.apply({"params": p}, batch.inputs, train=False, mask=batch.mask),
+            batch.targets, batch.mask, batch.lengths, "tune",
         )
     )(state.params)
     for n in names:

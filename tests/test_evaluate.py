@@ -13,7 +13,7 @@ from folkrnn_jax.analysis import report as report_lib
 from folkrnn_jax.analysis import statistics as statistics_lib
 from folkrnn_jax.data import mix, v2_format
 from folkrnn_jax.music import abc_out, tools, vocab
-from folkrnn_jax.training import checkpoints, loop
+from folkrnn_jax.training import loop, rundir
 from folkrnn_jax.training import metrics as metrics_lib
 from tests.conftest import ROOT, fixture_config, fixture_path, run_module, train_fixture_run
 from tests.test_structure import aabb_8, tok
@@ -193,7 +193,7 @@ def test_evaluate_cli(eval_run, tmp_path):
     assert report["columns"] == ["training", "samples"]
     assert report["sets"]["samples"]["statistics"]["num_tunes"] == 5
     # Copies of training tunes: the first five excerpt tunes less those held out for validation.
-    split = loop.load_sequences(checkpoints.load_config(eval_run))
+    split = loop.load_sequences(rundir.load_config(eval_run))
     trained = {tuple(vocab.decode(s)[1:-1]) for s in split.train}
     excerpt = v2_format.read_v2_file(fixture_path("data_v2_excerpt.txt"))[:5]
     assert report["sets"]["samples"]["novelty"]["possible_copies"] == [
@@ -274,7 +274,7 @@ def test_training_column_of_a_two_file_mix(tmp_path):
     if not os.path.exists(CORPUS):
         pytest.skip("data/folk_corpus.txt is not present")
     config = fixture_config(f"{fixture_path('data_v2_excerpt.txt')},{CORPUS}")
-    checkpoints.save_config(str(tmp_path), config)
+    rundir.save_config(str(tmp_path), config)
     training = report_lib.training_split(str(tmp_path))
     split = mix.load_training_mix(config.data_path, config.valid_fraction, config.batch_size,
                                   config.split_seed, config.get("max_tune_length", 0))

@@ -15,8 +15,8 @@ from folkrnn_jax.data import v2_format
 from folkrnn_jax.generate import sampler
 from folkrnn_jax.model import folkrnn, legacy
 from folkrnn_jax.music import vocab
-from folkrnn_jax.training import checkpoints
 from folkrnn_jax.training import loop as loop_lib
+from folkrnn_jax.training import rundir
 from folkrnn_jax.training import runs as runs_lib
 from tests.conftest import run_module
 
@@ -205,7 +205,7 @@ def test_imported_run_resumes_training(tmp_path, excerpt_path):
     workdir = str(tmp_path / "run")
     import_checkpoint(write(tmp_path / "v2.pkl", obj), workdir)
     _, imported, step = runs_lib.load_run(workdir)
-    config = checkpoints.load_config(workdir)
+    config = rundir.load_config(workdir)
     config.data_path = excerpt_path
     config.batch_size = 4
     config.valid_fraction = 0.2

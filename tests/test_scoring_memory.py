@@ -17,8 +17,8 @@ def test_long_tune_is_not_padded_to_batch_size(monkeypatch):
     shapes = []
 
     def fake(model, params, batch):
-        shapes.append(batch["inputs"].shape)
-        return np.zeros(batch["inputs"].shape[0])
+        shapes.append(batch.inputs.shape)
+        return np.zeros(batch.inputs.shape[0])
 
     monkeypatch.setattr(scoring, "_batch_log_probs", fake)
     sequences = [_tune(40, k) for k in range(70)] + [_tune(100_000)]

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     config.batch_size = 8
     config.valid_fraction = 0.0
     seqs = v2_format.encode_tunes(v2_format.read_v2_file(config.data_path))
-    batches = [steps.batch_to_dict(batching.make_batch(seqs[i * 8:(i + 1) * 8])) for i in range(2)]
+    batches = [(batching.make_batch(seqs[i * 8:(i + 1) * 8])) for i in range(2)]
 
     def run(mesh):
         model, state = state_lib.create_train_state(config, jax.random.PRNGKey(0), 10)

@@ -39,14 +39,14 @@ def test_fused_backward_matches_autodiff(kwargs):
     fused = folkrnn.FolkRNN(fused_backward=True, **common)
     plain = folkrnn.FolkRNN(fused_backward=False, **common)
     batch = _batch(seq_len=10, seed=3)
-    params = fused.init(jax.random.PRNGKey(1), batch["inputs"])["params"]
+    params = fused.init(jax.random.PRNGKey(1), batch.inputs)["params"]
     unit_mask = None
     if use_unit_mask:
         unit_mask = jnp.asarray(np.random.RandomState(0).rand(2, 16) > 0.3, jnp.float32)
 
     def loss(m, p):
-        logits = m.apply({"params": p}, batch["inputs"], mask=batch["mask"], unit_mask=unit_mask)
-        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        logits = m.apply({"params": p}, batch.inputs, mask=batch.mask, unit_mask=unit_mask)
+        return loss_lib.sequence_loss(logits, batch.targets, batch.mask, batch.lengths)
 
     lf, gf = jax.value_and_grad(lambda p: loss(fused, p))(params)
     lp, gp = jax.value_and_grad(lambda p: loss(plain, p))(params)
@@ -68,11 +68,11 @@ def test_remat_matches():
     batch = _batch(seq_len=10, seed=4)
     a = folkrnn.FolkRNN(remat=True, **common)
     b = folkrnn.FolkRNN(**common)
-    params = a.init(jax.random.PRNGKey(2), batch["inputs"])["params"]
+    params = a.init(jax.random.PRNGKey(2), batch.inputs)["params"]
 
     def loss(m, p):
-        logits = m.apply({"params": p}, batch["inputs"], mask=batch["mask"])
-        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        logits = m.apply({"params": p}, batch.inputs, mask=batch.mask)
+        return loss_lib.sequence_loss(logits, batch.targets, batch.mask, batch.lengths)
 
     ga = jax.grad(lambda p: loss(a, p))(params)
     gb = jax.grad(lambda p: loss(b, p))(params)

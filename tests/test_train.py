@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -136,3 +137,34 @@ def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path, excerpt_path
     evaluated = [r for r in metrics_lib.read_metrics(str(tmp_path)) if "valid_loss" in r]
     assert [r["epoch"] for r in evaluated] == [1.0, 2.0, 3.0]
     assert (tmp_path / "checkpoints" / str(evaluated[-1]["step"])).is_dir()
+
+
+def test_console_compiles_estimates_and_summarises(tmp_path, excerpt_path):
+    """Issue 25: a "compiling" line, no time-left estimate before a measured post-compile
+    step, plain numbers, a closing summary; asked for more steps, a finished run says so;
+    the compiled steps land in the persistent cache (issue 21)."""
+    workdir, cache = tmp_path / "run", tmp_path / "cache"
+    args = [*_train_args(excerpt_path, workdir, 8), "--config.log_every_steps=2", f"--compile_cache={cache}"]
+    first = run_module("experiments.train", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lines = first.stderr.splitlines()
+    compiling = [i for i, line in enumerate(lines) if "compiling the train step for batches of 4 x" in line]
+    progress = [i for i, line in enumerate(lines) if " step " in f" {line}" and "/8 [" in line]
+    assert compiling and progress
+    # The first progress line's window compiled: no estimate there.
+    assert "left" not in lines[progress[0]]
+    assert not any("e+0" in line for line in lines)  # 43,440 tok/s, not 4.344e+04
+    assert any(" tok/s" in line for line in lines)
+    summary = first.stderr[first.stderr.index("done: "):]
+    records = metrics_lib.read_metrics(str(workdir))
+    best = min(r["valid_loss"] for r in records if "valid_loss" in r)
+    assert f"best {best:.4f}" in summary
+    assert f"checkpoint: {workdir / 'checkpoints' / '8'}" in summary
+    assert f"python -m experiments.sample --workdir={workdir}" in summary
+    assert any(name.startswith("jit_train_step") for name in os.listdir(cache))
+
+    again = run_module("experiments.train", *args)
+    assert "has already trained 8 steps, and 8 are asked: nothing to train" in again.stderr
+    more = run_module("experiments.train", *args[:-1], "--config.num_train_steps=10", "--compile_cache=off")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "resumed from the checkpoint at step 8" in more.stderr and "training steps 9 to 10" in more.stderr

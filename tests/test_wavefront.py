@@ -168,12 +168,12 @@ def test_wavefront_model_matches_layerwise_with_dropout(kwargs):
     wave = folkrnn.FolkRNN(lstm_schedule="wavefront", **common)
     layer = folkrnn.FolkRNN(lstm_schedule="layerwise", **common)
     batch = _batch(3)
-    params = wave.init(jax.random.PRNGKey(1), batch["inputs"])["params"]
+    params = wave.init(jax.random.PRNGKey(1), batch.inputs)["params"]
 
     def loss(model, p):
-        logits = model.apply({"params": p}, batch["inputs"], train=True, mask=batch["mask"],
+        logits = model.apply({"params": p}, batch.inputs, train=True, mask=batch.mask,
                              rngs={"dropout": jax.random.PRNGKey(5)})
-        return loss_lib.sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"])
+        return loss_lib.sequence_loss(logits, batch.targets, batch.mask, batch.lengths)
 
     lw, gw = jax.jit(jax.value_and_grad(lambda p: loss(wave, p)))(params)
     ll, gl = jax.jit(jax.value_and_grad(lambda p: loss(layer, p)))(params)
@@ -182,8 +182,8 @@ def test_wavefront_model_matches_layerwise_with_dropout(kwargs):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
     # Dropout is on: a different key gives a different loss.
     other = jax.jit(lambda p: loss_lib.sequence_loss(
-        wave.apply({"params": p}, batch["inputs"], train=True, mask=batch["mask"], rngs={"dropout": jax.random.PRNGKey(6)}),
-        batch["targets"], batch["mask"], batch["lengths"]))(params)
+        wave.apply({"params": p}, batch.inputs, train=True, mask=batch.mask, rngs={"dropout": jax.random.PRNGKey(6)}),
+        batch.targets, batch.mask, batch.lengths))(params)
     assert abs(float(other) - float(lw)) > 1e-4
 
 

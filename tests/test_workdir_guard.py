@@ -11,22 +11,22 @@ import time
 
 import pytest
 
-from folkrnn_jax.training import checkpoints
 from folkrnn_jax.training import loop as loop_lib
+from folkrnn_jax.training import rundir
 from tests.conftest import ROOT, fixture_config, fixture_path, run_module
 
 
 def test_second_lock_is_refused_and_released(tmp_path):
-    first = checkpoints.lock_workdir(str(tmp_path))
-    with pytest.raises(checkpoints.WorkdirBusyError, match=f"process {os.getpid()}"):
-        checkpoints.lock_workdir(str(tmp_path))
+    first = rundir.lock_workdir(str(tmp_path))
+    with pytest.raises(rundir.WorkdirBusyError, match=f"process {os.getpid()}"):
+        rundir.lock_workdir(str(tmp_path))
     first.close()
-    checkpoints.lock_workdir(str(tmp_path)).close()  # free again once the holder is gone
+    rundir.lock_workdir(str(tmp_path)).close()  # free again once the holder is gone
 
 
 def test_second_training_on_a_busy_workdir_is_one_line(tmp_path):
     workdir = tmp_path / "run"
-    held = checkpoints.lock_workdir(str(workdir))  # stands for a first training still running
+    held = rundir.lock_workdir(str(workdir))  # stands for a first training still running
     try:
         proc = run_module(
             "experiments.train", "--config=experiments/configs/tiny.py", f"--workdir={workdir}",
@@ -39,7 +39,7 @@ def test_second_training_on_a_busy_workdir_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "in use by another training" in errors[0]
-    assert sorted(os.listdir(workdir)) == [checkpoints.LOCK_FILE]  # nothing of the second run
+    assert sorted(os.listdir(workdir)) == [rundir.LOCK_FILE]  # nothing of the second run
 
 
 def _train_args(workdir) -> list[str]:
@@ -82,7 +82,7 @@ def test_two_real_trainings_on_one_workdir(tmp_path):
     assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-2000:]
     errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
-    assert str(workdir) in errors[0] and checkpoints.LOCK_FILE in errors[0] and f"process {first.pid}" in errors[0]
+    assert str(workdir) in errors[0] and rundir.LOCK_FILE in errors[0] and f"process {first.pid}" in errors[0]
     steps = [json.loads(line)["step"] for line in metrics_path.read_text().splitlines()]
     assert len(steps) == len(set(steps)) and steps == sorted(steps) and steps[-1] == 300
     assert "300" in os.listdir(workdir / "checkpoints")
@@ -93,12 +93,12 @@ def test_model_mismatch_on_resume_keeps_config(tmp_path):
     config = fixture_config(fixture_path("data_v2_excerpt.txt"), num_train_steps=2, hidden_size=16,
                             log_every_steps=1)
     loop_lib.train_and_evaluate(config, workdir)
-    before = open(os.path.join(workdir, checkpoints.CONFIG_FILE)).read()
+    before = open(os.path.join(workdir, rundir.CONFIG_FILE)).read()
     changed = fixture_config(fixture_path("data_v2_excerpt.txt"), num_train_steps=4, hidden_size=32,
                              log_every_steps=1)
     with pytest.raises(loop_lib.InputError, match="hidden_size was 16, now 32"):
         loop_lib.train_and_evaluate(changed, workdir)
-    assert open(os.path.join(workdir, checkpoints.CONFIG_FILE)).read() == before
+    assert open(os.path.join(workdir, rundir.CONFIG_FILE)).read() == before
     assert json.loads(before)["hidden_size"] == 16
 
 

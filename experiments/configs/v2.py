@@ -24,7 +24,12 @@ def get_config() -> ml_collections.ConfigDict:
     # (folkrnn_jax.model.folkrnn.FolkRNN).
     config.update(folkrnn.model_defaults())
     # Optimisation
-    config.batch_size = 64
+    config.batch_size = 64  # rows per batch (packed: rows of packed_length tokens; bucketed: tunes)
+    # "packed": tunes end to end in rows of packed_length tokens, the LSTM state reset where
+    # each starts, one batch shape (longer tunes in rows 2, 4, ... times as long, batch_size
+    # divided as much); "bucketed": one tune per row, rows grouped by length (the original)
+    config.batching = "bucketed"
+    config.packed_length = 256
     config.num_epochs = 100
     config.num_train_steps = 0  # >0 overrides num_epochs
     config.max_train_seconds = 0  # >0: stop (with a checkpoint) after this many seconds of training

@@ -34,7 +34,7 @@ from folkrnn_jax.generate import sampler
 from folkrnn_jax.model import weights
 from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.music import structure, vocab
-from folkrnn_jax.training import checkpoints, runs
+from folkrnn_jax.training import rundir, runs
 
 BAR_IDS = np.asarray([vocab.TOKEN_TO_ID[t] for t in vocab.BAR_TOKENS])
 PITCH_IDS = np.asarray([i for i, t in enumerate(vocab.TOKENS) if vocab.is_pitch(t)])
@@ -161,7 +161,7 @@ def select_tunes(model: FolkRNN, params: Any, workdir: str, step: int, options: 
         return Subject(model_name(workdir), step, result.all_tokens(),
                        f"sampled with seed {options.seed} after {options.prefix!r}, at most "
                        f"{options.max_length} tokens")
-    path = source or mix.source_paths(checkpoints.load_config(workdir).data_path)[0]
+    path = source or mix.source_paths(rundir.load_config(workdir).data_path)[0]
     found = v2_format.read_tunes(path)
     if options.indices:
         outside = [i for i in options.indices if not 1 <= i <= len(found)]

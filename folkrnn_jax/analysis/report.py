@@ -24,7 +24,7 @@ from folkrnn_jax.analysis import statistics as statistics_lib
 from folkrnn_jax.data import batching, v2_format
 from folkrnn_jax.generate import rerank
 from folkrnn_jax.music import abc_out, tools, vocab
-from folkrnn_jax.training import checkpoints, loop, runs, steps
+from folkrnn_jax.training import loop, rundir, runs, steps
 
 # Sampling modes of the report and their column headings.
 SAMPLING_MODES = ("free", "constrained")
@@ -114,7 +114,7 @@ def validation_metrics(workdir: str, data_path: str | None = None, seed: int = 0
     """Validation NLL (nats/token and per-tune-normalised) and perplexity of the run's latest
     checkpoint on its own validation split (the split the run trained with), with dropout on
     only if the run's config says ``eval_dropout`` (the published v2 numbers had it on)."""
-    config = checkpoints.load_config(workdir)
+    config = rundir.load_config(workdir)
     if data_path:
         config.data_path = data_path
     model, params, step = runs.load_run(workdir)
@@ -134,7 +134,7 @@ def training_split(workdir: str, data_path: str | None = None) -> list[list[str]
     """The training tunes of the run's training mix (``mix.load_training_mix`` with the run's
     own split settings: the tunes it trained on, not its validation tunes), as token lists
     without ``<s>``/``</s>``."""
-    config = checkpoints.load_config(workdir)
+    config = rundir.load_config(workdir)
     if data_path:
         config.data_path = data_path
     return [_strip(vocab.decode(ids)) for ids in loop.load_sequences(config).train]
@@ -235,7 +235,7 @@ def evaluate_model(workdir: str | None, options: EvaluateOptions,
     samples = [_strip(t) for t in v2_format.read_tunes(options.samples)] if options.samples else None
     compared = {path: [_strip(t) for t in v2_format.read_tunes(path)] for path in options.compare}
     directory = runs.resolve(workdir)
-    config = checkpoints.load_config(directory)
+    config = rundir.load_config(directory)
     data_path = options.data or config.data_path
     training = training_split(directory, options.data)
     log(f"training split of {data_path}: {len(training)} tunes")

@@ -11,13 +11,13 @@ import numpy as np
 
 from folkrnn_jax.data import batching, v2_format
 from folkrnn_jax.model import folkrnn
-from folkrnn_jax.training import loss, steps
+from folkrnn_jax.training import loss
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _batch_log_probs(model: folkrnn.FolkRNN, params: Any, batch: dict) -> jax.Array:
-    logits = model.apply({"params": params}, batch["inputs"], train=False, mask=batch["mask"])
-    nll = loss.token_nll(logits, batch["targets"]) * batch["mask"]
+def _batch_log_probs(model: folkrnn.FolkRNN, params: Any, batch: batching.Batch) -> jax.Array:
+    logits = model.apply({"params": params}, batch.inputs, train=False, mask=batch.mask)
+    nll = loss.token_nll(logits, batch.targets) * batch.mask  # [batch, time]
     return -nll.sum(axis=1)  # [batch]
 
 
@@ -64,16 +64,8 @@ def score_sequences(
         chunks[-1].append(index)
     result = np.zeros(len(sequences), np.float64)
     for chunk in chunks:
-        batch = batching.make_batch([sequences[i] for i in chunk])
-        pad = _row_count(len(chunk), batch_size) - len(chunk)
-        if pad:
-            batch = batching.Batch(
-                np.pad(batch.inputs, ((0, pad), (0, 0))),
-                np.pad(batch.targets, ((0, pad), (0, 0))),
-                np.pad(batch.mask, ((0, pad), (0, 0))),
-                np.pad(batch.lengths, (0, pad), constant_values=1),
-            )
-        log_probs = np.asarray(_batch_log_probs(model, params, steps.batch_to_dict(batch)))  # [rows]
+        batch = batching.pad_rows(batching.make_batch([sequences[i] for i in chunk]), _row_count(len(chunk), batch_size))
+        log_probs = np.asarray(_batch_log_probs(model, params, batch))  # [rows]
         result[chunk] = log_probs[: len(chunk)]
     return result
 

@@ -1,43 +1,37 @@
-"""Orbax checkpoints and the resolved config of a run, both kept in its workdir.
+"""Orbax checkpoints of a run, kept in its workdir, with checksums of their parameters.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a run killed
 while saving leaves the previous checkpoint intact; a restarted run restores the latest
-finished one.
+finished one. On a multi-process run orbax coordinates the processes itself; the checksums
+are written by process 0 alone. (The lock and ``config.json`` are in ``rundir``.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import gc
 import hashlib
 import json
+import logging as py_logging
 import os
 import sys
-import tempfile
-from typing import IO, Any
+from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
 from folkrnn_jax import files
 from folkrnn_jax.errors import InputError, MissingFileError, UserError
-from folkrnn_jax.model.weights import CONFIG_FILE  # a run's config has a model folder's name
+from folkrnn_jax.training.rundir import CHECKPOINT_DIR
 
-CHECKPOINT_DIR = "checkpoints"
 # Outside the orbax folder, which orbax owns: STEP.json holds the arrays' checksums.
 CHECKSUM_DIR = "checksums"
 
 
 class DamagedCheckpointError(InputError):
     """No checkpoint of a run could be restored intact; the message names each step's fault."""
-
-
-LOCK_FILE = ".lock"
 
 
 class DiskFullError(UserError):
@@ -57,45 +51,6 @@ def _disk_full(error: BaseException) -> bool:
     return False
 
 
-class WorkdirBusyError(InputError):
-    """Another training holds the run directory."""
-
-
-def lock_workdir(workdir: str) -> IO[str]:
-    """Take the run directory's lock for one training, so that two never write one workdir.
-
-    The lock (``fcntl.flock`` on ``WORKDIR/.lock``) lasts while the returned file stays open
-    and goes with the process, so a killed run leaves nothing to clean up.
-
-    Args:
-      workdir: the run directory (created if missing).
-
-    Returns:
-      The open lock file; keep it referenced for as long as the training runs.
-
-    Raises:
-      WorkdirBusyError: another process holds the lock.
-    """
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, LOCK_FILE)
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip()[:40]
-        handle.close()
-        raise WorkdirBusyError(
-            f"{workdir} is in use by another training (process {holder or '?'} holds {path}); "
-            "wait for it to finish or choose another --workdir"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
 def tree_checksum(tree: Any) -> str:
     """SHA-256 over the leaves of ``tree`` (shapes, dtypes and bytes, in tree order).
 
@@ -106,8 +61,10 @@ def tree_checksum(tree: Any) -> str:
       The hex digest.
     """
     digest = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(jax.device_get(tree)):
-        array = np.ascontiguousarray(np.asarray(leaf))
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = leaf.addressable_data(0)  # replicated over processes: this process's copy
+        array = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
@@ -125,10 +82,12 @@ def write_checksums(workdir: str, step: int, tree: dict) -> None:
       step: the checkpoint's step.
       tree: the saved tree (``step``, ``params``, ``opt_state``).
     """
+    sums = {"params": tree_checksum(tree["params"])}  # every process takes part in reading
+    if jax.process_index() != 0:
+        return
     os.makedirs(os.path.dirname(_checksum_path(workdir, step)), exist_ok=True)
     # The params only: the step and optimiser state come back in the restoring run's own
     # types and structure (an imported int step restores as int32), so their bytes differ.
-    sums = {"params": tree_checksum(tree["params"])}
     files.atomic_write_text(_checksum_path(workdir, step), json.dumps(sums))
 
 
@@ -145,41 +104,48 @@ def _verify(workdir: str, step: int, tree: Any, part: str) -> None:
         raise ValueError("its arrays do not match the checksum written when it was saved")
 
 
-@contextlib.contextmanager
-def _stderr_held(held_text: list[str]):
-    """Holds what is written to file descriptor 2 meanwhile and appends it to ``held_text``.
+# A failed orbax read of a damaged step leaves messages behind from its storage threads when
+# their futures are collected: asyncio's "Task exception was never retrieved" (a log record)
+# and "Event loop is closed" (an unraisable exception). The warning naming the damaged step
+# says what they would; they are dropped where they arise, nothing else is.
+_LEFTOVER_MARKS = ("ocdbt", "zarr", "tensorstore", "orbax", CHECKPOINT_DIR)
 
-    A failed orbax read of a damaged step leaves tracebacks behind ("Event loop is closed" from
-    its storage threads, "Task exception was never retrieved"), printed below Python's
-    ``sys.stderr``; the caller decides whether to show them again.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            gc.collect()  # the never-retrieved futures report when collected: here, not later
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            held_text.append(held.read().decode("utf-8", "replace"))
+
+class _OrbaxLeftovers(py_logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for an orbax read."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Task exception was never retrieved"):
+            return True
+        text = f"{record.getMessage()} {record.exc_info[1] if record.exc_info else ''}".lower()
+        return not any(mark in text for mark in _LEFTOVER_MARKS)
+
+
+py_logging.getLogger("asyncio").addFilter(_OrbaxLeftovers())
+
+
+def _collect_leftovers() -> None:
+    """Collect the futures of failed reads now, dropping the "Event loop is closed" each
+    reports; any other unraisable exception goes to the usual hook."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
 
 
 def _restore_newest_intact(workdir: str, manager: ocp.CheckpointManager, restore, part: str) -> tuple[Any, int] | None:
     """Restore the newest step that reads and verifies, warning about each damaged newer one."""
     faults: list[tuple[int, str]] = []
-    held_text: list[str] = []
-    try:
-        with _stderr_held(held_text):
-            found = _restore_newest_intact_loop(workdir, manager, restore, part, faults)
-    except BaseException:
-        sys.stderr.write("".join(held_text))
-        raise
-    if not faults:
-        sys.stderr.write("".join(held_text))  # nothing went wrong: what was printed is shown as it was
+    found = _restore_newest_intact_loop(workdir, manager, restore, part, faults)
+    if faults:
+        _collect_leftovers()
     for step, reason in faults:
         logging.warning("checkpoint at step %d in %s is damaged (%s); trying the previous one",
                         step, workdir, reason)
@@ -268,15 +234,23 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any) -> Any:
     return state.replace(**found[0])
 
 
+class _SavedTree(dict):
+    """A step, params and optimiser state given as they are, in the shape ``save`` reads."""
+
+    step = property(lambda self: self["step"])
+    params = property(lambda self: self["params"])
+    opt_state = property(lambda self: self["opt_state"])
+
+
 def save_params(workdir: str, step: int, params: Any, opt_state: Any = None) -> None:
     """Write a checkpoint holding ``params`` (and an optimiser state, if given) at ``step``,
-    e.g. for an imported model."""
+    e.g. for an imported model, through ``save`` (checksums after orbax has finished; a full
+    disk is one ``DiskFullError``)."""
     manager = make_manager(workdir)
-    tree = {"step": step, "params": params, "opt_state": opt_state if opt_state is not None else {}}
-    manager.save(step, args=ocp.args.StandardSave(tree))
-    write_checksums(workdir, step, tree)
-    manager.wait_until_finished()
-    manager.close()
+    try:
+        save(manager, step, _SavedTree(step=step, params=params, opt_state=opt_state if opt_state is not None else {}))
+    finally:
+        manager.close()
 
 
 def load_params(workdir: str, step: int | None = None) -> tuple[Any, int]:
@@ -301,54 +275,3 @@ def load_params(workdir: str, step: int | None = None) -> tuple[Any, int]:
     if found is None:
         raise MissingFileError(f"no finished checkpoint in {directory}")
     return found[0]["params"], found[1]
-
-
-# Fields that fix the parameters' shapes and meaning: a resumed run must keep them.
-MODEL_FIELDS = ("num_layers", "hidden_size", "learn_initial_state")
-
-
-def check_resume_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Refuse to resume a run whose checkpoints were trained with other model fields, before
-    anything is written (``config.json`` stays as it was, so the run can still be sampled).
-
-    Args:
-      workdir: the run directory.
-      config: the config of the training about to start.
-
-    Raises:
-      InputError: ``config.json`` and checkpoints exist and a model field differs.
-    """
-    path = os.path.join(workdir, CONFIG_FILE)
-    directory = os.path.join(workdir, CHECKPOINT_DIR)
-    if not os.path.exists(path) or not os.path.isdir(directory):
-        return
-    if not any(name.isdigit() for name in os.listdir(directory)):
-        return
-    try:
-        saved = load_config(workdir)
-    except ValueError as error:
-        raise InputError(f"{path}: unreadable ({error}); the run's checkpoints need its config") from None
-    changed = [
-        f"--config.{name} was {saved.get(name, False)!r}, now {config.get(name, False)!r}"
-        for name in MODEL_FIELDS if saved.get(name, False) != config.get(name, False)
-    ]
-    if changed:
-        raise InputError(
-            f"{workdir} holds checkpoints of another model ({'; '.join(changed)}); "
-            "resume with the same model fields or choose another --workdir"
-        )
-
-
-def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-    path = os.path.join(workdir, CONFIG_FILE)
-    files.atomic_write_text(path, config.to_json_best_effort(indent=2, sort_keys=True))
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise MissingFileError(f"{path} not found: is {workdir} a folkrnn_jax run directory?")
-    try:
-        return ml_collections.ConfigDict(json.loads(files.read_text(path, "run config")))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: line {error.lineno}, column {error.colno}: not JSON ({error.msg})") from None

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from folkrnn_jax.data.batching import Batch
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import folkrnn
 
@@ -44,15 +45,15 @@ def loss_and_grads(model: folkrnn.FolkRNN, normalization: str) -> Callable:
       normalization: ``"token"`` or ``"tune"`` (see ``sequence_loss``).
 
     Returns:
-      A function of params, a batch dict (``inputs``, ``targets``, ``mask`` [batch, time],
-      ``lengths`` [batch]) and a dropout key, returning the scalar loss and the gradients.
+      A function of params, a ``Batch`` and a dropout key, returning the scalar loss and the
+      gradients.
     """
 
-    def loss_fn(params: Any, batch: dict, dropout_key: Array) -> Array:
+    def loss_fn(params: Any, batch: Batch, dropout_key: Array) -> Array:
         logits = model.apply(
-            {"params": params}, batch["inputs"], train=True, mask=batch["mask"],
+            {"params": params}, batch.inputs, train=True, mask=batch.mask,
             rngs={"dropout": dropout_key},
         )  # [batch, time, vocab]
-        return sequence_loss(logits, batch["targets"], batch["mask"], batch["lengths"], normalization)
+        return sequence_loss(logits, batch.targets, batch.mask, batch.lengths, normalization)
 
     return jax.value_and_grad(loss_fn)

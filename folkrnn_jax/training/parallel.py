@@ -87,18 +87,20 @@ def check_batch_size(batch_size: int, mesh: Mesh | None) -> None:
         )
 
 
-def shard_batch(batch: dict, mesh: Mesh | None) -> dict:
-    """Place a global host batch (dict of numpy arrays, batch axis first) on the mesh, split
-    along 'data'. On a multi-host run each process supplies only its own devices' rows."""
+def shard_batch(batch: Any, mesh: Mesh | None) -> Any:
+    """Place a global host batch (a pytree of numpy arrays, batch axis first, e.g. a
+    ``Batch``) on the mesh, split along 'data'. On a multi-host run each process supplies only
+    its own devices' rows."""
     if mesh is None:
         return batch
     sharding = data_sharding(mesh)
-    out = {}
-    for key, value in batch.items():
+
+    def place(value):
         value = np.asarray(value)
         check_batch_size(value.shape[0], mesh)
-        out[key] = jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
-    return out
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return jax.tree_util.tree_map(place, batch)
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:

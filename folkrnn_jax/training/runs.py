@@ -12,7 +12,7 @@ from typing import Any
 from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import folkrnn, weights
-from folkrnn_jax.training import checkpoints
+from folkrnn_jax.training import checkpoints, rundir
 from folkrnn_jax.training import state as state_lib
 
 METRICS_FILE = "metrics.jsonl"
@@ -42,7 +42,7 @@ def load_run(workdir: str | None = None, step: int | None = None) -> tuple[folkr
                 f"{directory} holds the weights of step {manifest.get('step')}, not step {step}"
             )
         return model, params, int(manifest.get("step", 0))
-    config = checkpoints.load_config(directory)
+    config = rundir.load_config(directory)
     params, step = checkpoints.load_params(directory, step)
     return folkrnn.model_from_config(config), params, step
 
@@ -68,7 +68,7 @@ def export_run(workdir: str, output: str, step: int | None = None, facts: dict |
     if not overwrite and os.path.isdir(output) and os.listdir(output):
         raise InputError(f"{output} already holds files ({', '.join(sorted(os.listdir(output))[:4])}); "
                          "give --overwrite to replace them, or another --output")
-    config = checkpoints.load_config(workdir)
+    config = rundir.load_config(workdir)
     params, step = checkpoints.load_params(workdir, step)
     digest = weights.export_model(output, params, config, {**(facts or {}), "step": int(step)})
     # The learning curves travel with the weights: for the model card, and so that a run
@@ -114,7 +114,7 @@ def run_from_model(model_dir: str, workdir: str) -> int:
         raise InputError(f"{workdir} already holds checkpoints; start from {model_dir} in a new directory")
     step = int(manifest.get("step", 0))
     os.makedirs(workdir, exist_ok=True)
-    checkpoints.save_config(workdir, config)
+    rundir.save_config(workdir, config)
     checkpoints.save_params(workdir, step, params, state_lib.optimizer_state_at(config, params, step))
     metrics = os.path.join(model_dir, METRICS_FILE)
     if os.path.exists(metrics):

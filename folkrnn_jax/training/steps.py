@@ -26,7 +26,7 @@ def make_train_step(
 
     grad_fn = loss_and_grads(model, normalization)
 
-    def train_step(state: TrainState, batch: dict, dropout_key: Array) -> tuple[TrainState, Array]:
+    def train_step(state: TrainState, batch: Batch, dropout_key: Array) -> tuple[TrainState, Array]:
         loss, grads = grad_fn(state.params, batch, dropout_key)
         return state.apply_gradients(grads=grads), loss
 
@@ -44,17 +44,17 @@ def make_eval_step(
     """A jit-compiled step returning summed NLL, token count, summed per-tune-normalised NLL
     and tune count, so that any number of batches can be combined exactly."""
 
-    def eval_step(params: Any, batch: dict, dropout_key: Array) -> dict:
+    def eval_step(params: Any, batch: Batch, dropout_key: Array) -> dict:
         logits = model.apply(
-            {"params": params}, batch["inputs"], train=dropout, mask=batch["mask"],
+            {"params": params}, batch.inputs, train=dropout, mask=batch.mask,
             rngs={"dropout": dropout_key},
-        )
-        nll = token_nll(logits, batch["targets"]) * batch["mask"]
-        real = (batch["mask"].sum(axis=1) > 0).astype(nll.dtype)
+        )  # [batch, time, vocab]
+        nll = token_nll(logits, batch.targets) * batch.mask  # [batch, time]
+        real = (batch.mask.sum(axis=1) > 0).astype(nll.dtype)
         return {
             "nll_sum": nll.sum(),
-            "tokens": batch["mask"].sum(),
-            "tune_nll_sum": (nll.sum(axis=1) / jnp.maximum(batch["lengths"], 1) * real).sum(),
+            "tokens": batch.mask.sum(),
+            "tune_nll_sum": (nll.sum(axis=1) / jnp.maximum(batch.lengths, 1) * real).sum(),
             "tunes": real.sum(),
         }
 
@@ -64,10 +64,6 @@ def make_eval_step(
     return jax.jit(eval_step, in_shardings=(rep, shard, rep), out_shardings=rep)
 
 
-def batch_to_dict(batch: Batch) -> dict:
-    return {"inputs": batch.inputs, "targets": batch.targets, "mask": batch.mask, "lengths": batch.lengths}
-
-
 def evaluate(
     eval_step: Callable, params: Any, batches: Iterable[Batch], key: Array,
     mesh: jax.sharding.Mesh | None = None,
@@ -75,7 +71,7 @@ def evaluate(
     """Validation NLL in nats per token, per-tune-normalised NLL, and perplexity."""
     totals = {"nll_sum": 0.0, "tokens": 0.0, "tune_nll_sum": 0.0, "tunes": 0.0}
     for i, batch in enumerate(batches):
-        out = eval_step(params, parallel.shard_batch(batch_to_dict(batch), mesh), jax.random.fold_in(key, i))
+        out = eval_step(params, parallel.shard_batch(batch, mesh), jax.random.fold_in(key, i))
         for k in totals:
             totals[k] += float(out[k])
     per_token = totals["nll_sum"] / max(totals["tokens"], 1.0)
