@@ -19,6 +19,7 @@ dropout after each LSTM layer, per-token loss normalisation. torch gets our init
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import time
@@ -45,6 +46,7 @@ flags.DEFINE_integer("batch", 0, "Override the preset's batch size (0: keep).")
 flags.DEFINE_string("data", "", "Override the preset's data (comma-separated files).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Ours: matmul dtype.")
 flags.DEFINE_enum("schedule", "auto", ["auto", "layerwise", "wavefront"], "Ours: LSTM scan schedule.")
+flags.DEFINE_enum("batching", "", ["", "packed", "bucketed"], "Ours: batching (default: the preset's).")
 flags.DEFINE_integer("max_valid_batches", 0, "Validate on at most this many batches (0: all).")
 FLAGS = flags.FLAGS
 
@@ -56,6 +58,8 @@ def make_config():
             config[name] = getattr(FLAGS, flag)
     config.matmul_dtype = FLAGS.dtype
     config.lstm_schedule = FLAGS.schedule
+    if FLAGS.batching:
+        config.batching = FLAGS.batching
     return config
 
 
@@ -92,8 +96,8 @@ def torch_valid_nll(net, to_torch, batches) -> float:
 class Runner:
     """One framework's training state, its place in the batch order and its clock."""
 
-    def __init__(self, name, step_fn, seqs, batch_iter):
-        self.name, self.step_fn, self.seqs, self.batches = name, step_fn, seqs, batch_iter
+    def __init__(self, name, step_fn, batch_iter):
+        self.name, self.step_fn, self.batches = name, step_fn, batch_iter
         self.seconds = self.tokens = self.steps = 0
         self.first_shape_seconds = 0.0
         self.shapes: set = set()
@@ -101,8 +105,7 @@ class Runner:
     def run_for(self, seconds: float) -> None:
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
-            indices = next(self.batches)
-            batch = batching.make_batch([self.seqs[i] for i in indices])
+            batch = next(self.batches)
             start = time.perf_counter()
             self.step_fn(batch, self.steps)
             took = time.perf_counter() - start
@@ -121,7 +124,8 @@ def main(argv):
     config = make_config()
     mix = loop.load_sequences(config)
     seqs = mix.train
-    steps_per_epoch = len(seqs) // config.batch_size
+    ours_batching = loop.batching_options(config, None)
+    steps_per_epoch = batching.steps_per_epoch(seqs, ours_batching)
     valid = [b for seqs_ in mix.valid.values() for b in batching.evaluation_batches(seqs_, config.batch_size)]
     if FLAGS.max_valid_batches:
         valid = valid[: FLAGS.max_valid_batches]
@@ -142,16 +146,18 @@ def main(argv):
     copy_weights_to_torch(initial_params, torch_step.net, config.num_layers)
 
     runners = [
-        Runner("folkrnn_jax", jax_step, seqs, batching.batches_from(seqs, config.batch_size, config.seed, 0)),
-        Runner("torch nn.LSTM", lambda batch, i: torch_step(to_torch(batch)), seqs,
-               batching.batches_from(seqs, config.batch_size, config.seed, 0)),
+        Runner("folkrnn_jax", jax_step, batching.training_batches(seqs, ours_batching)),
+        # torch's nn.LSTM has no state reset inside a sequence: its batches stay bucketed.
+        Runner("torch nn.LSTM", lambda batch, i: torch_step(to_torch(batch)),
+               batching.training_batches(seqs, dataclasses.replace(ours_batching, kind="bucketed"))),
     ]
     budget = FLAGS.minutes * 60.0
     loads = [os.getloadavg()[0]]
     print(f"{FLAGS.preset}: {config.num_layers}x{config.hidden_size}, batch {config.batch_size}, dropout "
           f"{config.dropout_rate}, lr {config.learning_rate}, {len(seqs)} training tunes, {len(valid)} validation "
           f"batches; {FLAGS.minutes:g} min each in {FLAGS.slice_seconds:g} s slices; ours {config.matmul_dtype}, "
-          f"lstm_schedule {resolve_schedule(config.lstm_schedule)}", flush=True)
+          f"lstm_schedule {resolve_schedule(config.lstm_schedule)}, {ours_batching.kind} batches "
+          f"(packed_length {ours_batching.packed_length})", flush=True)
     while any(r.seconds < budget for r in runners):
         for r in runners:
             if r.seconds < budget:

@@ -326,7 +326,7 @@ def main(argv):
         return
     B, T = FLAGS.batch_size, FLAGS.seq_len
     batches = [synthetic_batch(B, T, seed) for seed in range(2)]
-    tokens = int(batches[0]["mask"].sum())
+    tokens = int(batches[0].mask.sum())
     config = bench_config(FLAGS.hidden_size, FLAGS.num_layers, B, FLAGS.unroll, FLAGS.fused_backward,
                           FLAGS.matmul_dtype, lstm_schedule=FLAGS.lstm_schedule)
 

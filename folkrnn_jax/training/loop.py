@@ -9,6 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from folkrnn_jax.data import batching
 from folkrnn_jax.data.mix import TrainingMix, load_training_mix
@@ -199,11 +200,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     elif start_step:
         logging.info("resumed from the checkpoint at step %d of %s: training steps %d to %d",
                      start_step, workdir, start_step + 1, total_steps)
-    metrics = MetricsWriter(workdir, start_step)
+    # Process 0 keeps the metrics; the others read them (shared workdir) for early stopping.
+    metrics = MetricsWriter(workdir, start_step) if jax.process_index() == 0 else None
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
     # Early stopping watches one validation metric; its history survives a resume.
     patience = config.get("early_stopping_epochs", 0)
     watched = config.get("early_stopping_metric", "valid_loss")
-    history = read_metrics(workdir) if start_step and os.path.exists(metrics.path) else []
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("metrics truncated to the restored step")
+    history = read_metrics(workdir) if start_step and os.path.exists(metrics_path) else []
 
     train_step = make_train_step(model, config.loss_normalization, mesh)
     eval_step = make_eval_step(model, dropout=config.eval_dropout, mesh=mesh)
@@ -265,7 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             record.update(evaluate_sources(eval_step, state.params, valid_batches, eval_rng, mesh))
         if record:
             record = {"step": step, "epoch": step / steps_per_epoch, **record}
-            if jax.process_index() == 0:
+            if metrics is not None:
                 metrics.write(record)
             logging.info("%s", console_line(record, total_steps, time_left(pace.seconds, pace.steps, total_steps - step)))
             history.append(record)
