@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     # "packed": tunes end to end in rows of packed_length tokens, the LSTM state reset where
     # each starts, one batch shape (longer tunes in rows 2, 4, ... times as long, batch_size
     # divided as much); "bucketed": one tune per row, rows grouped by length (the original)
-    config.batching = "bucketed"
+    config.batching = "packed"
     config.packed_length = 256
     config.num_epochs = 100
     config.num_train_steps = 0  # >0 overrides num_epochs

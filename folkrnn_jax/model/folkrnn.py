@@ -123,12 +123,14 @@ class FolkRNN(nn.Module):
         unit_mask: Array | None,
         logit_bias: Array | None,
         record: bool,
+        resets: Array | None = None,
     ):
         dtype = jnp.dtype(self.matmul_dtype)
         batch = inputs.shape[0]
         if carry is None:
             carry = self.initial_carry(batch)
         mask_t = None if mask is None else jnp.swapaxes(mask, 0, 1)  # [time, batch]
+        resets_t = None if resets is None else jnp.swapaxes(resets, 0, 1)  # [time, batch]
         first = self.lstm[0]
         if jnp.issubdtype(inputs.dtype, jnp.integer):
             # One-hot input: the projection is a gather of weight rows.
@@ -137,7 +139,7 @@ class FolkRNN(nn.Module):
             x = jnp.swapaxes(inputs, 0, 1)  # [time, batch, vocab]
             x_proj = matmul(x, first.w_in, dtype) + first.bias
         if self._use_wavefront(inputs.shape[1], record):
-            return self._wavefront_forward(x_proj, carry, train, mask_t, unit_mask, logit_bias)
+            return self._wavefront_forward(x_proj, carry, train, mask_t, unit_mask, logit_bias, resets_t)
         new_carry = []
         internals = {}
         hs = None  # the layer below's output [time, batch, hidden], from layer 1 on
@@ -150,6 +152,7 @@ class FolkRNN(nn.Module):
                 carry[j],
                 mask_t,
                 None if unit_mask is None else unit_mask[j],
+                resets=resets_t,
                 options=self.scan_options,
                 record=record,
             )
@@ -170,7 +173,7 @@ class FolkRNN(nn.Module):
         return (schedule == "wavefront" and time > 1 and self.num_layers > 1 and not record
                 and not self.remat and self.fused_backward)
 
-    def _wavefront_forward(self, x_proj, carry, train, mask_t, unit_mask, logit_bias):
+    def _wavefront_forward(self, x_proj, carry, train, mask_t, unit_mask, logit_bias, resets_t):
         """``_forward`` on the wavefront schedule (``lstm.wavefront_scan``): the dropout masks
         between layers are drawn first, in the layerwise path's order, so both schedules
         drop the same units for the same key."""
@@ -179,7 +182,8 @@ class FolkRNN(nn.Module):
         if train and self.dropout_rate > 0.0:
             ones = jnp.ones((T, B, self.hidden_size), jnp.float32)
             drop = jnp.stack([self._dropout(ones, train) for _ in range(self.num_layers - 1)])
-        new_carry, top = wavefront_scan(self.lstm, x_proj, carry, mask_t, drop, unit_mask, options=self.scan_options)
+        new_carry, top = wavefront_scan(self.lstm, x_proj, carry, mask_t, drop, unit_mask, resets=resets_t,
+                                        options=self.scan_options)
         logits = jnp.swapaxes(self.output(self._dropout(top, train)), 0, 1)  # [batch, time, vocab]
         if logit_bias is not None:
             logits = logits + logit_bias
@@ -192,9 +196,13 @@ class FolkRNN(nn.Module):
         mask: Array | None = None,
         unit_mask: Array | None = None,
         logit_bias: Array | None = None,
+        resets: Array | None = None,
     ) -> Array:
-        """Logits [batch, time, vocab] for inputs [batch, time] from the initial state."""
-        logits, _, _ = self._forward(inputs, None, train, mask, unit_mask, logit_bias, False)
+        """Logits [batch, time, vocab] for inputs [batch, time] from the initial state.
+
+        ``resets`` [batch, time] (packed rows, ``data.batching``) is 1 where a tune starts:
+        every layer's state returns to the initial state before that step."""
+        logits, _, _ = self._forward(inputs, None, train, mask, unit_mask, logit_bias, False, resets)
         return logits
 
     def decode(

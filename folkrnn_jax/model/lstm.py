@@ -7,6 +7,11 @@ peepholes), scanned over time with ``jax.lax.scan``. Gate order inside the fused
 ``lstm_gates`` is the one place the gate arithmetic is written (the cell, the fused layer
 scan and the wavefront all go through it). How a scan runs (gradient clipping, matmul dtype,
 unroll, remat, fused backward) travels as one hashable ``ScanOptions``, passed by keyword.
+
+Every scan takes an optional ``resets`` [time, batch]: where it is 1 the state returns to the
+scan's initial carry before that step, so tunes packed end to end in one row are each computed
+exactly as alone (forward and backward; the initial carry's gradient gathers what reaches it
+at every reset).
 """
 
 from __future__ import annotations
@@ -170,7 +175,16 @@ def lstm_cell(
 # (h multiplied by a fixed vector, no gradient) are handled in both directions.
 
 
+def _reset(c, h, r, c0, h0):
+    """(c, h) with the rows where ``r`` [batch] is 1 back at (c0, h0)."""
+    if r is None:
+        return c, h
+    start = r[:, None] > 0
+    return jnp.where(start, c0, c), jnp.where(start, h0, h)
+
+
 def _fused_step(w_hid, c, h, xp, m, unit_mask, matmul_dtype):
+    """One step from the (already reset) state (c, h)."""
     z = xp + matmul(h, w_hid, matmul_dtype)  # [batch, 4H]
     c_new, h_new, gates, tc = lstm_gates(z, c)
     if unit_mask is not None:
@@ -182,43 +196,61 @@ def _fused_step(w_hid, c, h, xp, m, unit_mask, matmul_dtype):
     return c_new, h_new, gates, tc
 
 
-def _fused_layer_scan(w_hid, x_proj, c0, h0, mask, unit_mask, options, save):
+def _fused_layer_scan(w_hid, x_proj, c0, h0, mask, resets, unit_mask, options, save):
     """The forward scan; with ``save``, every step's h, c, gates and tanh(c) as well."""
 
     def step(carry, inputs):
-        c, h = carry
-        xp, m = inputs
+        xp, m, r = inputs
+        c, h = _reset(*carry, r, c0, h0)
         c, h, gates, tc = _fused_step(w_hid, c, h, xp, m, unit_mask, options.matmul_dtype)
         # The gates are saved concatenated, [batch, 4H] per step.
         return (c, h), ((h, c, jnp.concatenate(gates, axis=-1), tc) if save else h)
 
-    return jax.lax.scan(step, (c0, h0), (x_proj, mask), unroll=options.unroll)
+    return jax.lax.scan(step, (c0, h0), (x_proj, mask, resets), unroll=options.unroll)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _fused_layer(w_hid, x_proj, c0, h0, mask, unit_mask, options):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _fused_layer(w_hid, x_proj, c0, h0, mask, resets, unit_mask, options):
     """(hs [time, batch, hidden], c_T, h_T); see the section comment above."""
-    (c, h), hs = _fused_layer_scan(w_hid, x_proj, c0, h0, mask, unit_mask, options, False)
+    (c, h), hs = _fused_layer_scan(w_hid, x_proj, c0, h0, mask, resets, unit_mask, options, False)
     return hs, c, h
 
 
-def _fused_layer_fwd(w_hid, x_proj, c0, h0, mask, unit_mask, options):
-    (c, h), (hs, cs, gates, tcs) = _fused_layer_scan(w_hid, x_proj, c0, h0, mask, unit_mask, options, True)
-    residuals = (w_hid, c0, h0, mask, unit_mask, hs, cs, gates, tcs)
+def _fused_layer_fwd(w_hid, x_proj, c0, h0, mask, resets, unit_mask, options):
+    (c, h), (hs, cs, gates, tcs) = _fused_layer_scan(w_hid, x_proj, c0, h0, mask, resets, unit_mask, options, True)
+    residuals = (w_hid, c0, h0, mask, resets, unit_mask, hs, cs, gates, tcs)
     return (hs, c, h), residuals
+
+
+def _previous_states(c0, h0, cs, hs, resets):
+    """The state each step started from, [time, ...]: the carry after the step before, or
+    (c0, h0) at the first step and wherever ``resets`` [time, batch] is 1."""
+    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    if resets is None:
+        return c_prev, h_prev
+    start = (resets > 0)[..., None]
+    return jnp.where(start, c0[None], c_prev), jnp.where(start, h0[None], h_prev)
+
+
+def _split_at_resets(d_state, r):
+    """A cotangent of the state a step started from, split into the part for the step before
+    and the part for the initial carry (the rows where ``r`` is 1)."""
+    start = (r > 0)[..., None].astype(d_state.dtype)
+    return d_state * (1.0 - start), d_state * start
 
 
 def _fused_layer_bwd(options, residuals, cotangents):
     matmul_dtype = options.matmul_dtype
-    w_hid, c0, h0, mask, unit_mask, hs, cs, gates, tcs = residuals
+    w_hid, c0, h0, mask, resets, unit_mask, hs, cs, gates, tcs = residuals
     d_hs, d_cT, d_hT = cotangents
     H = c0.shape[-1]
-    c_prev_all = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+    c_prev_all, h_prev_all = _previous_states(c0, h0, cs, hs, resets)
     w_t = w_hid.T
 
     def step(carry, inputs):
-        dh, dc = carry
-        dh_out, gate, tc, c_prev, m = inputs
+        dh, dc, dh_init, dc_init = carry
+        dh_out, gate, tc, c_prev, m, r = inputs
         dh = dh + dh_out
         if m is not None:
             keep = (m > 0)[:, None].astype(dh.dtype)
@@ -234,17 +266,23 @@ def _fused_layer_bwd(options, residuals, cotangents):
         if m is not None:
             dh_prev = dh_prev + dh_pass
             dc_prev = dc_prev + dc_pass
-        return (dh_prev, dc_prev), dz
+        if r is not None:
+            dh_prev, to_h0 = _split_at_resets(dh_prev, r)
+            dc_prev, to_c0 = _split_at_resets(dc_prev, r)
+            dh_init, dc_init = dh_init + to_h0, dc_init + to_c0
+        return (dh_prev, dc_prev, dh_init, dc_init), dz
 
-    (dh0, dc0), dz = jax.lax.scan(
-        step, (d_hT, d_cT), (d_hs, gates, tcs, c_prev_all, mask), reverse=True, unroll=options.unroll
+    zeros = jnp.zeros_like(h0)
+    (dh0, dc0, dh_init, dc_init), dz = jax.lax.scan(
+        step, (d_hT, d_cT, zeros, zeros), (d_hs, gates, tcs, c_prev_all, mask, resets), reverse=True,
+        unroll=options.unroll,
     )
-    h_prev_all = jnp.concatenate([h0[None], hs[:-1]], axis=0)
     rows = h_prev_all.shape[0] * h_prev_all.shape[1]
     dw_hid = matmul(h_prev_all.reshape(rows, H).T, dz.reshape(rows, 4 * H), matmul_dtype)
     d_mask = None if mask is None else jnp.zeros_like(mask)
+    d_resets = None if resets is None else jnp.zeros_like(resets)
     d_unit = None if unit_mask is None else jnp.zeros_like(unit_mask)
-    return dw_hid.astype(w_hid.dtype), dz, dc0, dh0, d_mask, d_unit
+    return dw_hid.astype(w_hid.dtype), dz, dc0 + dc_init, dh0 + dh_init, d_mask, d_resets, d_unit
 
 
 _fused_layer.defvjp(_fused_layer_fwd, _fused_layer_bwd)
@@ -257,6 +295,7 @@ def lstm_scan(
     mask: Array | None = None,
     unit_mask: Array | None = None,
     *,
+    resets: Array | None = None,
     options: ScanOptions = ScanOptions(),
     record: bool = False,
 ) -> tuple[LayerCarry, Any]:
@@ -272,6 +311,8 @@ def lstm_scan(
         carry: (c, h), each [batch, hidden].
         mask: [time, batch] 0 keeps the previous state (padding), or None.
         unit_mask: [hidden] multiplier on h (ablation), or None.
+        resets: [time, batch] 1 where a packed tune starts: the state returns to ``carry``
+            before that step; or None.
         options: how the scan runs.
         record: return every step's gates and states instead of h alone.
 
@@ -282,11 +323,14 @@ def lstm_scan(
     if options.fused_backward and not record and not options.remat:
         m = None if mask is None else (mask > 0).astype(x_proj.dtype)
         um = None if unit_mask is None else jnp.asarray(unit_mask, x_proj.dtype)
-        hs, c, h = _fused_layer(w_hid, x_proj, carry[0], carry[1], m, um, options)
+        r = None if resets is None else (resets > 0).astype(x_proj.dtype)
+        hs, c, h = _fused_layer(w_hid, x_proj, carry[0], carry[1], m, r, um, options)
         return (c, h), hs
+    initial = carry  # where a reset returns the state to
 
     def step(carry, inputs):
-        xp, m = inputs
+        xp, m, r = inputs
+        carry = _reset(*carry, r, *initial)
         (c, h), gates = lstm_cell(w_hid, carry, xp, options=options)
         if unit_mask is not None:
             h = h * unit_mask
@@ -300,7 +344,7 @@ def lstm_scan(
 
     if options.remat:
         step = jax.checkpoint(step)
-    return jax.lax.scan(step, carry, (x_proj, mask), unroll=options.unroll)
+    return jax.lax.scan(step, carry, (x_proj, mask, resets), unroll=options.unroll)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,16 +397,28 @@ def _bmatmul(spec: str, x: Array, w: Array, matmul_dtype: Any) -> Array:
     return jnp.einsum(spec, x.astype(matmul_dtype), w, preferred_element_type=jnp.float32)
 
 
-def _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options, save):
+def _wave_reset(c, h, r, c0, h0):
+    """(c, h) [L, B, H] with the layers and rows where ``r`` [L, B] is 1 back at (c0, h0)."""
+    if r is None:
+        return c, h
+    start = r[..., None] > 0
+    return jnp.where(start, c0, c), jnp.where(start, h0, h)
+
+
+def _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, wresets, drop, unit_mask, options, save):
     """The forward wavefront scan. w_stack: [L-1, 2H, 4H] ([w_in; w_hid] of layers 1..);
-    x_proj: [S, B, 4H] (layer 0, zero-padded); wmask: [S, L, B]; drop: [S, L-1, B, H] or None."""
+    x_proj: [S, B, 4H] (layer 0, zero-padded); wmask: [S, L, B]; wresets: [S, L, B] or None;
+    drop: [S, L-1, B, H] or None. With ``save``, the carry each step starts from (after its
+    resets) is returned as well."""
     matmul_dtype = options.matmul_dtype
     w0, ws = _wave_cast(w_hid0, w_stack, matmul_dtype)
 
     def step(carry, inputs):
-        c, h = carry  # [L, B, H]
-        xp, m, d = inputs
-        below = h[:-1] if d is None else h[:-1] * d  # [L-1, B, H]
+        xp, m, r, d = inputs
+        # A layer reads the layer below's newest output as it is; only the layer's own
+        # recurrent state goes back to the initial one where its tune starts.
+        below = carry[1][:-1] if d is None else carry[1][:-1] * d  # [L-1, B, H]
+        c, h = _wave_reset(*carry, r, c0, h0)  # [L, B, H]
         z0 = xp + matmul(h[0], w0, matmul_dtype)
         zr = _bmatmul("lbk,lkn->lbn", jnp.concatenate([below, h[1:]], axis=-1), ws, matmul_dtype)
         z = jnp.concatenate([z0[None], zr + b_rest[:, None, :]], axis=0)  # [L, B, 4H]
@@ -375,37 +431,40 @@ def _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mas
         out = (h_new, c_new, jnp.concatenate(gates, axis=-1), tc) if save else (h_new[-1],)
         return (c_new, h_new), out
 
-    return jax.lax.scan(step, (c0, h0), (x_proj, wmask, drop), unroll=options.unroll)
+    return jax.lax.scan(step, (c0, h0), (x_proj, wmask, wresets, drop), unroll=options.unroll)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(9,))
-def _wavefront(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(10,))
+def _wavefront(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, wresets, drop, unit_mask, options):
     """(h of the top layer per step [S, B, H], c_T [L, B, H], h_T [L, B, H])."""
-    (c, h), (top,) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options, False)
+    (c, h), (top,) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, wresets, drop, unit_mask,
+                                   options, False)
     return top, c, h
 
 
-def _wavefront_fwd(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop, unit_mask, options):
-    (c, h), (hs, cs, gates, tcs) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, drop,
+def _wavefront_fwd(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, wresets, drop, unit_mask, options):
+    (c, h), (hs, cs, gates, tcs) = _wave_forward(w_hid0, w_stack, b_rest, x_proj, c0, h0, wmask, wresets, drop,
                                                  unit_mask, options, True)
-    residuals = (w_hid0, w_stack, b_rest, c0, h0, wmask, drop, unit_mask, hs, cs, gates, tcs)
+    residuals = (w_hid0, w_stack, b_rest, c0, h0, wmask, wresets, drop, unit_mask, hs, cs, gates, tcs)
     return (hs[:, -1], c, h), residuals
 
 
 def _wavefront_bwd(options, residuals, cotangents):
     matmul_dtype = options.matmul_dtype
-    w_hid0, w_stack, b_rest, c0, h0, wmask, drop, unit_mask, hs, cs, gates, tcs = residuals
+    w_hid0, w_stack, b_rest, c0, h0, wmask, wresets, drop, unit_mask, hs, cs, gates, tcs = residuals
     d_top, d_cT, d_hT = cotangents
     H = c0.shape[-1]
     L = c0.shape[0]
-    c_prev_all = jnp.concatenate([c0[None], cs[:-1]], axis=0)  # [S, L, B, H]
-    h_prev_all = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    # The carry each step read as the layer below's output (as it was), and the state each
+    # layer's own recurrence started from (back at (c0, h0) where its tune starts).
+    h_below_all = jnp.concatenate([h0[None], hs[:-1]], axis=0)  # [S, L, B, H]
+    c_prev_all, h_prev_all = _previous_states(c0, h0, cs, hs, wresets)
     w0, ws = _wave_cast(w_hid0, w_stack, matmul_dtype)
     w0_t = w0.T
 
     def step(carry, inputs):
-        dh, dc = carry  # [L, B, H]: cotangents of the carry after this step
-        dtop, gate, tc, c_prev, m, d = inputs
+        dh, dc, dh_init, dc_init = carry  # [L, B, H]: cotangents of the carry after this step
+        dtop, gate, tc, c_prev, m, r, d = inputs
         dh = dh.at[-1].add(dtop)
         keep = (m > 0)[..., None].astype(dh.dtype)
         dh_new, dc_new = dh * keep, dc * keep
@@ -416,17 +475,23 @@ def _wavefront_bwd(options, residuals, cotangents):
         dh0 = matmul(dz[0], w0_t, matmul_dtype)  # [B, H]
         dx = _bmatmul("lbn,lkn->lbk", dz[1:], ws, matmul_dtype)  # [L-1, B, 2H]
         d_below = dx[..., :H] if d is None else dx[..., :H] * d  # to h of layers 0..L-2
-        dh_prev = jnp.concatenate([dh0[None], dx[..., H:]], axis=0)
-        dh_prev = dh_prev + jnp.concatenate([d_below, jnp.zeros_like(dh0)[None]], axis=0) + dh_pass
+        dh_prev = jnp.concatenate([dh0[None], dx[..., H:]], axis=0) + dh_pass  # to the reset state
         dc_prev = dcn * f + dc_pass
-        return (dh_prev, dc_prev), dz
+        if r is not None:
+            dh_prev, to_h0 = _split_at_resets(dh_prev, r)
+            dc_prev, to_c0 = _split_at_resets(dc_prev, r)
+            dh_init, dc_init = dh_init + to_h0, dc_init + to_c0
+        dh_prev = dh_prev + jnp.concatenate([d_below, jnp.zeros_like(dh0)[None]], axis=0)
+        return (dh_prev, dc_prev, dh_init, dc_init), dz
 
-    (dh0, dc0), dz = jax.lax.scan(
-        step, (d_hT, d_cT), (d_top, gates, tcs, c_prev_all, wmask, drop), reverse=True, unroll=options.unroll
+    zeros = jnp.zeros_like(h0)
+    (dh0, dc0, dh_init, dc_init), dz = jax.lax.scan(
+        step, (d_hT, d_cT, zeros, zeros), (d_top, gates, tcs, c_prev_all, wmask, wresets, drop), reverse=True,
+        unroll=options.unroll,
     )
     S, _, B, _ = dz.shape
     rows = S * B
-    below = h_prev_all[:, :-1] if drop is None else h_prev_all[:, :-1] * drop
+    below = h_below_all[:, :-1] if drop is None else h_below_all[:, :-1] * drop
     x_rest = jnp.concatenate([below, h_prev_all[:, 1:]], axis=-1)  # [S, L-1, B, 2H]
     dz_rest = dz[:, 1:]
     dw_stack = jnp.stack(
@@ -437,8 +502,9 @@ def _wavefront_bwd(options, residuals, cotangents):
     db_rest = dz_rest.sum(axis=(0, 2))
     d_drop = None if drop is None else jnp.zeros_like(drop)
     d_unit = None if unit_mask is None else jnp.zeros_like(unit_mask)
-    return (dw_hid0.astype(w_hid0.dtype), dw_stack.astype(w_stack.dtype), db_rest, dz[:, 0], dc0, dh0,
-            jnp.zeros_like(wmask), d_drop, d_unit)
+    d_resets = None if wresets is None else jnp.zeros_like(wresets)
+    return (dw_hid0.astype(w_hid0.dtype), dw_stack.astype(w_stack.dtype), db_rest, dz[:, 0], dc0 + dc_init,
+            dh0 + dh_init, jnp.zeros_like(wmask), d_resets, d_drop, d_unit)
 
 
 _wavefront.defvjp(_wavefront_fwd, _wavefront_bwd)
@@ -452,6 +518,7 @@ def wavefront_scan(
     drop: Array | None = None,
     unit_mask: Array | None = None,
     *,
+    resets: Array | None = None,
     options: ScanOptions = ScanOptions(),
 ) -> tuple[Carry, Array]:
     """Run all LSTM layers over time in one wavefront scan (see the section comment above).
@@ -465,6 +532,8 @@ def wavefront_scan(
         drop: [L-1, time, batch, H] multipliers on each layer's output before the next layer
             reads it (dropout, already scaled), or None.
         unit_mask: [L, H] multipliers on h (ablation), or None.
+        resets: [time, batch] 1 where a packed tune starts: every layer's state returns to
+            ``carry`` before that time step; or None.
         options: gradient clipping, matmul dtype and unroll (``remat`` and the autodiff
             backward are layerwise only: the model picks the layerwise scan for them).
 
@@ -479,11 +548,15 @@ def wavefront_scan(
     xp = jnp.pad(x_proj, [(0, L - 1), (0, 0), (0, 0)])
     m = None if mask is None else (mask > 0).astype(x_proj.dtype)
     wmask = _wave_masks(m, T, B, L)
+    wresets = None
+    if resets is not None:
+        r = (resets > 0).astype(x_proj.dtype)
+        wresets = _skew(jnp.broadcast_to(r[None], (L, T, B)), L)  # [S, L, B]
     d = None if drop is None else _skew(drop.astype(x_proj.dtype), L, first=1)
     um = None if unit_mask is None else jnp.asarray(unit_mask, x_proj.dtype)
     c0 = jnp.stack([c for c, _ in carry])
     h0 = jnp.stack([h for _, h in carry])
-    top, c, h = _wavefront(w_hid0, w_stack, b_rest, xp, c0, h0, wmask, d, um, options)
+    top, c, h = _wavefront(w_hid0, w_stack, b_rest, xp, c0, h0, wmask, wresets, d, um, options)
     return tuple((c[l], h[l]) for l in range(L)), top[L - 1 :]
 
 

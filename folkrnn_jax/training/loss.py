@@ -51,7 +51,7 @@ def loss_and_grads(model: folkrnn.FolkRNN, normalization: str) -> Callable:
 
     def loss_fn(params: Any, batch: Batch, dropout_key: Array) -> Array:
         logits = model.apply(
-            {"params": params}, batch.inputs, train=True, mask=batch.mask,
+            {"params": params}, batch.inputs, train=True, mask=batch.mask, resets=batch.resets,
             rngs={"dropout": dropout_key},
         )  # [batch, time, vocab]
         return sequence_loss(logits, batch.targets, batch.mask, batch.lengths, normalization)

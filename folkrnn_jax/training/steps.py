@@ -46,7 +46,7 @@ def make_eval_step(
 
     def eval_step(params: Any, batch: Batch, dropout_key: Array) -> dict:
         logits = model.apply(
-            {"params": params}, batch.inputs, train=dropout, mask=batch.mask,
+            {"params": params}, batch.inputs, train=dropout, mask=batch.mask, resets=batch.resets,
             rngs={"dropout": dropout_key},
         )  # [batch, time, vocab]
         nll = token_nll(logits, batch.targets) * batch.mask  # [batch, time]

@@ -37,7 +37,7 @@ def training_config():
     """A tiny model (2 x 32) on the fixture tunes: batch 4, logged every step, crossing epochs."""
     return fixture_config(
         EXCERPT, num_train_steps=TRAIN_STEPS, hidden_size=32, log_every_steps=1,
-        eval_every_steps=5, checkpoint_every_steps=100,
+        eval_every_steps=5, checkpoint_every_steps=100, batching="bucketed",  # as when recorded
     )
 
 
