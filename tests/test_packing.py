@@ -12,6 +12,7 @@ import pytest
 from folkrnn_jax.data import batching, v2_format
 from folkrnn_jax.model import folkrnn, lstm
 from folkrnn_jax.training import loss as loss_lib
+from tests.test_wavefront import check_directional_derivatives
 
 
 def _tunes(excerpt_path, count=6, longest=70):
@@ -159,13 +160,4 @@ def test_packed_scans_match_numpy_tunes_alone(schedule):
     for b, t, seq in tunes:
         np.testing.assert_allclose(np.asarray(top)[t:t + len(seq), b], numpy_alone(params, seq, c0, h0), atol=1e-5)
     # Directional derivatives (weights and initial states) against central differences.
-    leaves, treedef = jax.tree_util.tree_flatten((params, c0, h0))
-    grad_leaves = jax.tree_util.tree_leaves(grads)
-    eps = 1e-5
-    for _ in range(3):
-        direction = [rng.normal(size=np.shape(x)) for x in leaves]
-        plus = jax.tree_util.tree_unflatten(treedef, [np.float64(x) + eps * d for x, d in zip(leaves, direction)])
-        minus = jax.tree_util.tree_unflatten(treedef, [np.float64(x) - eps * d for x, d in zip(leaves, direction)])
-        numeric = (objective_numpy(*plus) - objective_numpy(*minus)) / (2 * eps)
-        analytic = sum(float(np.sum(np.float64(g) * d)) for g, d in zip(grad_leaves, direction))
-        assert abs(analytic - numeric) <= 1e-4 * max(1.0, abs(numeric)), (analytic, numeric)
+    check_directional_derivatives(lambda point: objective_numpy(*point), (params, c0, h0), grads, rtol=1e-4)

@@ -119,20 +119,24 @@ def _check_against_numpy(schedule, matmul_dtype, case, out_atol, grad_rtol):
     fn = _objective_jax(schedule, matmul_dtype, tokens, mask, drop, unit, weights)
     (value, top), grads = jax.jit(jax.value_and_grad(fn, has_aux=True))(jax.tree_util.tree_map(jnp.asarray, params))
     np.testing.assert_allclose(np.asarray(top), expected_top, atol=out_atol)
-    # Directional derivatives: central differences of the float64 numpy objective along
-    # random directions against the JAX gradient.
-    rng = np.random.RandomState(7)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
+    check_directional_derivatives(lambda p: _objective_numpy(p, tokens, mask, drop, unit, weights), params, grads,
+                                  grad_rtol)
+
+
+def check_directional_derivatives(objective, point, grads, rtol, count=3, seed=7):
+    """Central differences of the float64 numpy ``objective`` at ``point`` (a pytree) along
+    ``count`` random directions against the JAX gradient ``grads`` (same structure)."""
+    rng = np.random.RandomState(seed)
+    leaves, treedef = jax.tree_util.tree_flatten(point)
     grad_leaves = jax.tree_util.tree_leaves(grads)
     eps = 1e-5
-    for _ in range(3):
+    for _ in range(count):
         direction = [rng.normal(size=np.shape(x)) for x in leaves]
         plus = jax.tree_util.tree_unflatten(treedef, [np.float64(x) + eps * d for x, d in zip(leaves, direction)])
         minus = jax.tree_util.tree_unflatten(treedef, [np.float64(x) - eps * d for x, d in zip(leaves, direction)])
-        numeric = (_objective_numpy(plus, tokens, mask, drop, unit, weights)
-                   - _objective_numpy(minus, tokens, mask, drop, unit, weights)) / (2 * eps)
+        numeric = (objective(plus) - objective(minus)) / (2 * eps)
         analytic = sum(float(np.sum(np.float64(g) * d)) for g, d in zip(grad_leaves, direction))
-        assert abs(analytic - numeric) <= grad_rtol * max(1.0, abs(numeric)), (analytic, numeric)
+        assert abs(analytic - numeric) <= rtol * max(1.0, abs(numeric)), (analytic, numeric)
 
 
 @pytest.mark.parametrize("case", QUICK_CASES)
