@@ -161,9 +161,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     and checksums, and orbax coordinates the checkpoint writes.
     """
     check_config(config)
+    parallel.maybe_initialize_distributed(config)  # before anything touches the JAX backend
     # "auto" becomes the schedule that runs here, so that config.json records it.
     config = folkrnn.with_resolved_schedule(config)
-    parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     # Held until this function returns: a second training on the workdir stops here.
     _workdir_lock = rundir.lock_workdir(workdir, jax.process_index())
