@@ -120,17 +120,24 @@ def read_session_dump(path: str) -> Iterator[SourceTune]:
             # strict: an unclosed quote is an error at its line, not a field that silently
             # swallows the following rows.
             reader = csv.DictReader(f, strict=True)
+            # The line the record being read starts on: the csv module's own line_num is where
+            # it gave up, which for an unclosed quote is some later line (or the end).
+            record_start = 1
+            rows = []
             try:
                 if reader.fieldnames is None or not {"meter", "mode", "abc"} <= set(reader.fieldnames):
                     raise InputError(
                         f"{path}: expected a CSV header with {', '.join(SESSION_COLUMNS)}, "
                         f"got {reader.fieldnames}"
                     )
-                rows = list(reader)
+                record_start = reader.line_num + 1
+                for row in reader:
+                    rows.append(row)
+                    record_start = reader.line_num + 1
             except csv.Error as error:
                 raise InputError(
-                    f"{path}: line {reader.line_num}: malformed CSV ({error}); an unclosed quote "
-                    "runs into the following rows"
+                    f"{path}: line {record_start}: malformed CSV ({error}); a quote opened on this "
+                    "line is not closed where it should be"
                 ) from None
         # Row 1 is the header line.
         numbered = enumerate(rows, start=2)

@@ -47,7 +47,7 @@ import numpy as np
 
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.generate import constraint
-from folkrnn_jax.generate.options import SamplingOptions, make_options
+from folkrnn_jax.generate.options import DEFAULTS, MAX_LENGTH_LIMIT, Bounds, SamplingOptions, make_options
 from folkrnn_jax.generate.prefix import WILDCARD_ID, PromptBatch, prepare_prompts
 from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.model.lstm import Carry
@@ -110,10 +110,6 @@ class SampledTunes:
         return [self.tokens(i) for i in range(len(self.ids))]
 
 
-# Far above any folk tune (v2's longest is under 1,000 tokens), far below an allocation failure.
-MAX_LENGTH_LIMIT = 100_000
-
-
 def tune_keys(key: Array, num_tunes: int, offset: int = 0) -> Array:
     """One key per tune, a function of the seed key and the tune's index only, so that tune i
     is the same whatever the batch size."""
@@ -131,39 +127,58 @@ def sampling_params(model: FolkRNN, params: Any) -> Any:
             for name, value in params.items()}
 
 
-def truncate_logits(logits: Array, top_k: int, top_p: Array | None) -> Array:
-    """Set to -inf the logits outside the ``top_k`` largest (0: off) and outside the smallest
-    set whose probability reaches ``top_p`` (None: off). logits: [..., vocab]."""
-    if top_k:
-        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
-        logits = jnp.where(logits < kth, -jnp.inf, logits)
+def _per_row(value: Array) -> Array:
+    """An option of shape [] or [rows] as [1] or [rows, 1], to broadcast against [rows, vocab]."""
+    value = jnp.asarray(value)
+    return jnp.reshape(value, value.shape + (1,))
+
+
+def truncate_logits(logits: Array, top_k: Array | int | None, top_p: Array | None) -> Array:
+    """Set to -inf the logits outside the ``top_k`` largest and outside the smallest set whose
+    probability reaches ``top_p``. logits: [rows, vocab]; ``top_k`` int32 [] or [rows] (0: off
+    for that row) or None; ``top_p`` float32 [] or [rows] (>= 1: off for that row) or None.
+    The k-th largest logit is read from the sorted logits (the value ``lax.top_k`` gives), so
+    one row's k can differ from another's."""
+    if top_k is not None and not (isinstance(top_k, int) and top_k == 0):
+        k = _per_row(top_k)  # [rows or 1, 1]
+        ordered = -jnp.sort(-logits, axis=-1)
+        kth = jnp.take_along_axis(ordered, jnp.broadcast_to(jnp.maximum(k - 1, 0), logits.shape[:-1] + (1,)),
+                                  axis=-1)
+        logits = jnp.where((k > 0) & (logits < kth), -jnp.inf, logits)
     if top_p is not None:
+        p = _per_row(top_p)
         ordered = -jnp.sort(-logits, axis=-1)
         probs = jax.nn.softmax(ordered, axis=-1)
         before = jnp.cumsum(probs, axis=-1) - probs  # mass of the tokens ranked above
-        keep = before < top_p
+        keep = before < p
         keep = keep.at[..., 0].set(True)
         threshold = jnp.min(jnp.where(keep, ordered, jnp.inf), axis=-1, keepdims=True)
-        logits = jnp.where(logits < threshold, -jnp.inf, logits)
+        # At p = 1 rounding can leave "before" at 1 for the least likely tokens: off means off.
+        logits = jnp.where((p < 1) & (logits < threshold), -jnp.inf, logits)
     return logits
 
 
-def _step(
+def sample_step(
     model: FolkRNN, variables: dict, options: SamplingOptions, tunes: TuneInputs, position: Array,
     rows: RowState,
 ) -> RowState:
     """One token for every row at ``position`` (a scalar, or [rows] when each row is at its own
-    position) given the previous token. With ``options.constrain`` the tokens that would break
-    a tune are masked before truncation, and the automaton advances by the emitted tokens."""
+    position) given the previous token: the one step of every sampler (``sample_tunes``'
+    loops, ``sample_stream`` and the continuous batcher of ``folkrnn_jax.generate.batcher``),
+    so that the same settings give the same tune whichever runs it. Options are one value for
+    all rows or one per row. Where ``options.constrain`` holds, the tokens that would break a
+    tune are masked before truncation; the automaton (tracked when ``rows.structure`` is not
+    None) advances by the emitted tokens."""
     logits, carry = model.apply(variables, rows.token[:, None], rows.carry, method=FolkRNN.decode)
-    logits = logits[:, 0].astype(jnp.float32) / options.temperature  # [rows, vocab]
+    logits = logits[:, 0].astype(jnp.float32) / _per_row(options.temperature)  # [rows, vocab]
     if options.bias is not None:
         logits = logits + options.bias
     if rows.structure is not None:
-        logits = constraint.mask_logits(logits, rows.structure)
+        masked = constraint.mask_logits(logits, rows.structure)
         # A user mask can leave nothing: end the tune rather than sample from nothing.
-        nothing = ~jnp.any(jnp.isfinite(logits), axis=-1, keepdims=True)
-        logits = jnp.where(nothing & (jnp.arange(logits.shape[-1]) == vocab.END_ID), 0.0, logits)
+        nothing = ~jnp.any(jnp.isfinite(masked), axis=-1, keepdims=True)
+        masked = jnp.where(nothing & (jnp.arange(logits.shape[-1]) == vocab.END_ID), 0.0, masked)
+        logits = jnp.where(_per_row(options.constrain), masked, logits)
     logits = truncate_logits(logits, options.top_k, options.top_p)
     last = tunes.prefix.shape[1] - 1
     if jnp.ndim(position) == 0:
@@ -197,7 +212,7 @@ def _sample_loop(
     out = jnp.full((num_tunes, max_length + chunk), vocab.END_ID, jnp.int32)
     out = out.at[:, :start].set(prefix[:, :start])
     done = jnp.any(prefix[:, 1:start] == vocab.END_ID, axis=1)
-    structure_state = constraint.run(prefix[:, 1:start]) if options.constrain else None
+    structure_state = constraint.run(prefix[:, 1:start]) if options.constrain is not None else None
 
     def cond(state: LoopState) -> Array:
         return (state.position < max_length) & ~jnp.all(state.rows.done)
@@ -205,7 +220,7 @@ def _sample_loop(
     def body(state: LoopState) -> LoopState:
         def one(c, _):
             position, rows = c
-            rows = _step(model, variables, options, tunes, position, rows)
+            rows = sample_step(model, variables, options, tunes, position, rows)
             return (position + 1, rows), rows.token
 
         (position, rows), tokens = jax.lax.scan(one, (state.position, state.rows), None, length=chunk)
@@ -232,12 +247,12 @@ def _refill_loop(
     initial = model.apply(variables, slots, method=FolkRNN.initial_carry)
     out = jnp.full((num_tunes + 1, max_length), vocab.END_ID, jnp.int32).at[:, 0].set(vocab.START_ID)
     first = jnp.arange(slots, dtype=jnp.int32)
-    fresh = constraint.initial_state(slots) if options.constrain else None
+    fresh = constraint.initial_state(slots) if options.constrain is not None else None
 
     def one(state: RefillState, _) -> tuple[RefillState, None]:
         active = state.tune < num_tunes  # [slots]
         row_tunes = jax.tree_util.tree_map(lambda x: x[jnp.minimum(state.tune, num_tunes - 1)], tunes)
-        rows = _step(model, variables, options, row_tunes, state.position, state.rows._replace(done=~active))
+        rows = sample_step(model, variables, options, row_tunes, state.position, state.rows._replace(done=~active))
         out = state.out.at[state.tune, state.position].set(rows.token)  # idle rows write to the spare row
         ended = active & ((rows.token == vocab.END_ID) | (state.position + 1 >= max_length))
         new_tune = state.next_tune + jnp.cumsum(ended) - 1
@@ -289,19 +304,19 @@ def prepare_request(
     params: Any,
     key: Array,
     num_tunes: int,
-    prefix: str | Sequence[str] = (),
-    temperature: float = 1.0,
-    max_length: int = 1000,
+    prefix: str | Sequence[str] = DEFAULTS.prefix,
+    temperature: float = DEFAULTS.temperature,
+    max_length: int = DEFAULTS.max_length,
     *,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    top_k: int = DEFAULTS.top_k,
+    top_p: float = DEFAULTS.top_p,
     token_mask: Sequence[str] = (),
     logit_bias: Any = None,
     prefixes: Sequence[str | Sequence[str]] | None = None,
-    meter: str | None = None,
-    mode: str | None = None,
+    meter: str | None = DEFAULTS.meter,
+    mode: str | None = DEFAULTS.mode,
     offset: int = 0,
-    constrain: bool = False,
+    constrain: bool = DEFAULTS.constrain,
 ) -> Request:
     """Check and prepare the sampling arguments shared by ``sample_tunes`` and ``sample_stream``.
 
@@ -311,7 +326,8 @@ def prepare_request(
       num_tunes: how many tunes.
       prefix: tokens every tune starts with (``"M:6/8 K:Cdor"``, ``*`` for positions the
         model fills, or ABC text); ``prefixes`` gives one per tune instead.
-      temperature, top_k, top_p, token_mask, logit_bias, constrain: see ``make_options``.
+      temperature, top_k, top_p, token_mask, logit_bias, constrain: see ``make_options``
+        (defaults: ``options.SamplingSettings``, so ``constrain`` is on unless set False).
       max_length: tokens per tune at most, counting ``<s>`` and the prefix.
       meter, mode: the ``M:``/``K:`` header (``"6/8"``, ``"dor"``).
       offset: the index of the first tune under the seed, for sampling in chunks.
@@ -321,9 +337,8 @@ def prepare_request(
     """
     if num_tunes < 1:
         raise InputError(f"the number of tunes must be at least 1 (got {num_tunes})")
-    if not 2 <= max_length <= MAX_LENGTH_LIMIT:
-        # The output buffer is [tunes, max_length]: a huge value aborts inside XLA.
-        raise InputError(f"max_length must be in 2..{MAX_LENGTH_LIMIT} tokens (got {max_length})")
+    # The output buffer is [tunes, max_length]: a huge value aborts inside XLA.
+    Bounds(2, MAX_LENGTH_LIMIT, integer=True).check("max_length", max_length)
     options = make_options(temperature, top_k, top_p, token_mask, logit_bias, constrain)
     prompts = prepare_prompts(num_tunes, prefix, prefixes, meter, mode, max_length)
     tunes = TuneInputs(tune_keys(key, num_tunes, offset), jnp.asarray(prompts.ids), jnp.asarray(prompts.lengths))
@@ -359,7 +374,7 @@ def sample_tunes(
     return _result(np.asarray(out), int(steps), request.max_length)
 
 
-_stream_step = jax.jit(_step, static_argnames=("model",))
+_stream_step = jax.jit(sample_step, static_argnames=("model",))
 
 
 def sample_stream(model: FolkRNN, params: Any, key: Array, num_tunes: int, *args: Any, **kwargs: Any
@@ -374,7 +389,7 @@ def sample_stream(model: FolkRNN, params: Any, key: Array, num_tunes: int, *args
         token=jnp.full((num_tunes,), vocab.START_ID, jnp.int32),
         carry=model.apply(variables, num_tunes, method=FolkRNN.initial_carry),
         done=jnp.zeros((num_tunes,), bool),
-        structure=constraint.initial_state(num_tunes) if request.options.constrain else None,
+        structure=constraint.initial_state(num_tunes) if request.options.constrain is not None else None,
     )
     for position in range(1, request.max_length):
         rows = _stream_step(model, variables, request.options, request.tunes, jnp.int32(position), rows)
