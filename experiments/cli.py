@@ -3,6 +3,7 @@
 token) as one-line messages, library logs quiet unless ``--verbosity`` is given, short log
 prefixes, and JAX's persistent compilation cache (``--compile_cache``)."""
 
+import dataclasses
 import errno
 import logging as py_logging
 import os
@@ -11,7 +12,8 @@ import sys
 
 from absl import app, flags, logging
 
-from folkrnn_jax.errors import UserError
+from folkrnn_jax.errors import InputError, UserError
+from folkrnn_jax.generate import options as options_lib
 from folkrnn_jax.generate import prefix as prefix_lib
 
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
@@ -77,6 +79,35 @@ def define_tokens(name: str, default: list[str], help_text: str) -> None:
     """A flag holding v2 tokens (``--mask_tokens="B, =A, |:"``): absl's ``DEFINE_list`` splits
     at every comma, so it cannot take tokens such as ``B,``."""
     flags.DEFINE(TokenListParser(), name, default, help_text, serializer=flags.ListSerializer(" "))
+
+
+def setting_help(spec: dataclasses.Field) -> str:
+    """A setting's help with its range or choices, as ``--help`` and the composer show it."""
+    text = spec.metadata["help"]
+    if spec.metadata["bounds"] is not None:
+        text += f" Range {spec.metadata['bounds'].describe()}."
+    if spec.metadata["choices"] is not None:
+        text += f" One of {', '.join(spec.metadata['choices'])}."
+    return text
+
+
+def define_sampling_flags() -> None:
+    """One flag per field of ``folkrnn_jax.generate.options.SamplingSettings``, with its
+    default and its range in the help (``--constrain``/``--noconstrain`` for the switch)."""
+    for spec in dataclasses.fields(options_lib.SamplingSettings):
+        define = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+                  "bool": flags.DEFINE_bool}.get(spec.type, flags.DEFINE_string)
+        define(spec.name, spec.default, setting_help(spec))
+
+
+def sampling_settings() -> options_lib.SamplingSettings:
+    """The ``SamplingSettings`` the sampling flags hold, checked (a bad value is one line
+    naming the flag)."""
+    values = {spec.name: flags.FLAGS[spec.name].value for spec in dataclasses.fields(options_lib.SamplingSettings)}
+    try:
+        return options_lib.SamplingSettings(**values).check()
+    except options_lib.FieldError as error:
+        raise InputError(f"--{error.field}: {error.reason}") from None
 
 
 def _fail(message: str) -> None:

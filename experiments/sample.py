@@ -26,20 +26,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "workdir", None, "Run directory or model folder (default: the shipped model, models/default)."
 )
-flags.DEFINE_integer("num_tunes", 10, "How many tunes to sample (in chunks of --chunk_size).")
-flags.DEFINE_float("temperature", 1.0, "Softmax temperature.")
-flags.DEFINE_integer("seed", 0, "RNG seed: the same seed gives the same tunes.")
-flags.DEFINE_string("prefix", "", "Tokens every tune starts with, e.g. 'M:6/8 K:Cdor'; '*' is a "
-                    "position the model fills. ABC text such as 'M:6/8 K:Dmix |: A>B c2' is also "
-                    "accepted: the model sees it transposed to C and the tunes are written in its "
-                    "key (D here) unless --key says otherwise. In ABC 'Bb' is the notes B and b, so "
-                    "it is refused: B-flat is _B. A word that is neither a v2 token nor ABC is an error.")
-flags.DEFINE_string("meter", None, "Meter header, e.g. 6/8 (M:6/8 after <s>).")
-flags.DEFINE_string("mode", None, "Mode header: maj, min, dor or mix (K:Cmaj ... after <s>).")
-flags.DEFINE_string("key", None, "Write the tunes with this root (C, Db, D, ... B), keeping each "
-                    "tune's mode; default: the K: of an ABC --prefix, else C.")
-flags.DEFINE_integer("top_k", 0, "Sample only among the k most probable tokens (0: off).")
-flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: the most probable tokens up to this mass (1: off).")
+flags.DEFINE_integer("num_tunes", 10, "How many tunes to sample (in chunks of --chunk_size).", lower_bound=1)
+cli.define_sampling_flags()
 cli.define_tokens("mask_tokens", [], "v2 tokens never to emit, separated by spaces, e.g. "
                   "--mask_tokens='B, =A, |:' (the tokens below C hold a comma); the old comma "
                   "form '|:,:|' is read where it is unambiguous.")
@@ -47,15 +35,11 @@ flags.DEFINE_bool("valid_only", False, "Keep sampling until --num_tunes tunes pa
 flags.DEFINE_enum("matmul_dtype", None, ["float32", "bfloat16"], "Matmul precision for sampling (default: "
                   "the run's). bfloat16 keeps float32 state and accumulation; faster on CPUs with "
                   "avx512_bf16 (measurements: benchmarks/RESULTS.md).")
-flags.DEFINE_bool("constrain", False, "Let the model write only tunes that pass the structure checks: at "
-                  "every step the tokens that would break a bar length, repeat or ending are masked "
-                  "(folkrnn_jax.generate.constraint).")
 flags.DEFINE_integer("best_of", 1, "Draw this many candidates per tune and keep the one the model itself "
                      "scores highest (--ranking); costs about N times the sampling, and a scoring pass.")
 flags.DEFINE_enum("ranking", "tune", list(rerank.RANKINGS), "What --best_of ranks by: the mean "
                   "log-probability per token of the whole tune (tune) or of its closing bars, the last "
                   "bar of each part with its closing bar line (cadence).")
-flags.DEFINE_integer("max_length", 1000, "Maximum tokens per tune, counting <s> and the prefix.")
 flags.DEFINE_integer("chunk_size", 256, "Tunes sampled together in one batch.")
 flags.DEFINE_bool("stream", False, "Print the tokens as they are sampled (one line per step: "
                   "'TUNE:TOKEN' for every tune still running); all tunes in one batch.")
@@ -69,8 +53,9 @@ flags.DEFINE_string("output", None, "File (abc) or folder (midi, svg, musicxml) 
 
 def main(argv):
     del argv
+    settings = cli.sampling_settings()
     # An ABC prefix typed in D comes back in D: its K: is the default key of the output.
-    key = FLAGS.key if FLAGS.key is not None else prefix_lib.prefix_key(FLAGS.prefix)
+    key = settings.key if settings.key is not None else prefix_lib.prefix_key(settings.prefix)
     if key is not None:
         transpose.parse_root(key)  # a bad --key fails before sampling
     if FLAGS.format == "svg":
@@ -94,34 +79,28 @@ def main(argv):
         if FLAGS.valid_only or FLAGS.best_of > 1:
             raise InputError("--stream cannot be combined with --valid_only or --best_of")
         many = sampler.stream_many(
-            model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes,
-            on_step=lambda line: print(line, flush=True), prefix=FLAGS.prefix,
-            temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
-            top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
-            constrain=FLAGS.constrain,
+            model, params, jax.random.PRNGKey(settings.seed), FLAGS.num_tunes,
+            on_step=lambda line: print(line, flush=True), token_mask=FLAGS.mask_tokens,
+            **settings.sampler_arguments(),
         )
     elif FLAGS.best_of > 1:
         many = rerank.best_of(
-            model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, FLAGS.best_of,
+            model, params, jax.random.PRNGKey(settings.seed), FLAGS.num_tunes, FLAGS.best_of,
             ranking=FLAGS.ranking, chunk_size=FLAGS.chunk_size, valid_only=FLAGS.valid_only,
-            progress=lambda kept, sampled: progress(kept // FLAGS.best_of, sampled), prefix=FLAGS.prefix,
-            temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
-            top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
-            constrain=FLAGS.constrain,
+            progress=lambda kept, sampled: progress(kept // FLAGS.best_of, sampled), token_mask=FLAGS.mask_tokens,
+            **settings.sampler_arguments(),
         )
         print(f"best of {FLAGS.best_of} by {FLAGS.ranking}: {many.sampled} candidates sampled in "
               f"{many.sampling_seconds:.1f} s, scored in {many.scoring_seconds:.1f} s "
               f"({FLAGS.best_of}x the candidates of plain sampling)", flush=True)
     else:
         many = sampler.sample_many(
-            model, params, jax.random.PRNGKey(FLAGS.seed), FLAGS.num_tunes, chunk_size=FLAGS.chunk_size,
-            valid_only=FLAGS.valid_only, progress=progress, prefix=FLAGS.prefix,
-            temperature=FLAGS.temperature, max_length=FLAGS.max_length, top_k=FLAGS.top_k,
-            top_p=FLAGS.top_p, token_mask=FLAGS.mask_tokens, meter=FLAGS.meter, mode=FLAGS.mode,
-            constrain=FLAGS.constrain,
+            model, params, jax.random.PRNGKey(settings.seed), FLAGS.num_tunes, chunk_size=FLAGS.chunk_size,
+            valid_only=FLAGS.valid_only, progress=progress, token_mask=FLAGS.mask_tokens,
+            **settings.sampler_arguments(),
         )
     # T: says how each tune was drawn, so free, constrained and transposed tunes tell apart.
-    titles = [output_lib.tune_title(step, FLAGS.seed, i + 1, FLAGS.constrain, key) for i in many.indices]
+    titles = [output_lib.tune_title(step, settings.seed, i + 1, settings.constrain, key) for i in many.indices]
     default = "samples.abc" if FLAGS.format == "abc" else f"samples_{FLAGS.format}"
     # The shipped model's folder is not a place for samples: they go to the current folder.
     output = FLAGS.output or (os.path.join(FLAGS.workdir, default) if FLAGS.workdir else default)

@@ -3,8 +3,10 @@
 python -m experiments.serve                       # the shipped default model, http://127.0.0.1:8000
 python -m experiments.serve --workdir=runs/tiny --workdir=runs/small --port=8080
 
-Open the address it prints. The JSON API is documented at /docs (OpenAPI). The server binds to
-127.0.0.1 unless --host says otherwise; tunebook entries go to --data_dir.
+Open the address it prints. The JSON API is described at /openapi.json. The server binds to
+127.0.0.1 unless --host says otherwise, and answers only requests addressed to 127.0.0.1,
+localhost or --host (a page elsewhere rebound by DNS to this machine is refused); tunebook
+entries go to --data_dir.
 """
 
 import os
@@ -35,10 +37,11 @@ def main(argv):
     limits = engine.Limits(max_prefix_tokens=FLAGS.max_prefix_tokens, max_length=FLAGS.max_length,
                            max_tunes_per_request=FLAGS.max_tunes_per_request)
     models = engine.load_models(FLAGS.workdir, FLAGS.default_model)
-    options = ServerOptions(data_dir=os.path.expanduser(FLAGS.data_dir), limits=limits, slots=FLAGS.slots)
+    options = ServerOptions(data_dir=os.path.expanduser(FLAGS.data_dir), limits=limits, slots=FLAGS.slots,
+                            hosts=("127.0.0.1", "localhost", FLAGS.host))
     app = create_app(models, options)
     logging.info("models: %s; tunebook in %s", ", ".join(m.name for m in models), options.data_dir)
-    print(f"composer at http://{FLAGS.host}:{FLAGS.port}/ (API docs at /docs)", flush=True)
+    print(f"composer at http://{FLAGS.host}:{FLAGS.port}/ (API description at /openapi.json)", flush=True)
     uvicorn.run(app, host=FLAGS.host, port=FLAGS.port, log_level="warning")
 
 

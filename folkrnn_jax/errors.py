@@ -18,3 +18,13 @@ class MissingFileError(UserError, FileNotFoundError):
 
 class InputError(UserError, ValueError):
     """A value the user gave (a flag, a config field, a prefix, a key) cannot be used."""
+
+
+class FieldError(InputError):
+    """A named setting or request field with a bad value: ``field`` names it, ``reason`` says
+    why (the composer answers 422 with both; the command line prints ``field: reason``)."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")

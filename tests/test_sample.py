@@ -38,7 +38,7 @@ def test_sampled_tokens_decode_and_stop(trained_run):
     from folkrnn_jax.music import vocab
 
     model, params, _ = runs_lib.load_run(trained_run)
-    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 5, "M:4/4 K:Cmaj", 1.0, 200)
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 5, "M:4/4 K:Cmaj", 1.0, 200, constrain=False)
     for i in range(5):
         tokens = result.tokens(i)
         assert tokens[:3] == ["<s>", "M:4/4", "K:Cmaj"]
@@ -48,7 +48,7 @@ def test_sampled_tokens_decode_and_stop(trained_run):
         else:
             assert len(tokens) == 200
     # Tune i does not depend on how many tunes are sampled with it.
-    more = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 7, "M:4/4 K:Cmaj", 1.0, 200)
+    more = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 7, "M:4/4 K:Cmaj", 1.0, 200, constrain=False)
     np.testing.assert_array_equal(more.ids[:5], result.ids)
 
 
@@ -90,17 +90,17 @@ def _end_bias(strength):
 def test_prefix_verbatim_and_meter_mode_headers(small_model):
     model, params = small_model
     prefix = "M:6/8 K:Cdor |: G 2 A B c d"
-    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 4, prefix, max_length=60)
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 4, prefix, max_length=60, constrain=False)
     for i in range(4):
         assert result.tokens(i)[:10] == ["<s>"] + prefix.split()
     headed = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 3, "G A", max_length=40,
-                                 meter="3/4", mode="mix")
+                                 meter="3/4", mode="mix", constrain=False)
     for i in range(3):
         assert headed.tokens(i)[:5] == ["<s>", "M:3/4", "K:Cmix", "G", "A"]
         abc = abc_out.tokens_to_abc(headed.tokens(i))
         assert "M:3/4" in abc.splitlines() and "K:Cmix" in abc.splitlines()
     with pytest.raises(ValueError):
-        sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 1, "M:4/4", meter="6/8")
+        sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 1, "M:4/4", meter="6/8", constrain=False)
 
 
 def test_top_k_1_is_greedy(small_model):
@@ -111,7 +111,7 @@ def test_top_k_1_is_greedy(small_model):
     model, params = small_model
     length = 30
     result = sampler.sample_tunes(model, params, jax.random.PRNGKey(5), 2, "M:4/4 K:Cmaj",
-                                 max_length=length, top_k=1)
+                                 max_length=length, top_k=1, constrain=False)
     tokens = jnp.asarray(vocab.encode(["<s>", "M:4/4", "K:Cmaj"]))[None]
     carry = model.apply({"params": params}, 1, method=FolkRNN.initial_carry)
     logits, carry = model.apply({"params": params}, tokens, carry, method=FolkRNN.decode)
@@ -142,26 +142,26 @@ def test_top_p_and_top_k_keep_only_likely_tokens():
 def test_token_mask_respected(small_model):
     model, params = small_model
     result = sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
-                                 max_length=120, token_mask=["|", "c", "2"], temperature=2.0)
+                                 max_length=120, token_mask=["|", "c", "2"], temperature=2.0, constrain=False)
     unmasked = sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 8, "M:4/4 K:Cmaj",
-                                   max_length=120, temperature=2.0)
+                                   max_length=120, temperature=2.0, constrain=False)
     assert "|" in sum(unmasked.all_tokens(), [])  # the mask matters for this model
     for tokens in result.all_tokens():
         assert not {"|", "c", "2"} & set(tokens)
     with pytest.raises(ValueError):
-        sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 1, token_mask=["</s>"])
+        sampler.sample_tunes(model, params, jax.random.PRNGKey(2), 1, token_mask=["</s>"], constrain=False)
 
 
 def test_early_stop_and_truncation(small_model):
     model, params = small_model
     result = sampler.sample_tunes(model, params, jax.random.PRNGKey(3), 5, "M:4/4 K:Cmaj",
-                                 max_length=1000, logit_bias=_end_bias(6.0))
+                                 max_length=1000, logit_bias=_end_bias(6.0), constrain=False)
     assert not result.truncated.any()
     assert result.steps < 1000 and result.steps >= result.lengths.max() - 1
     for tokens in result.all_tokens():
         assert tokens[-1] == "</s>" and tokens.count("</s>") == 1
     never = sampler.sample_tunes(model, params, jax.random.PRNGKey(3), 3, "M:4/4 K:Cmaj",
-                                max_length=50, logit_bias=_end_bias(-1e9))
+                                max_length=50, logit_bias=_end_bias(-1e9), constrain=False)
     assert never.truncated.all() and never.steps == 50 and (never.lengths == 50).all()
 
 
@@ -169,7 +169,7 @@ def test_prefixes_of_different_lengths_and_wildcards(small_model):
     model, params = small_model
     prefixes = ["M:6/8", "M:4/4 K:Cmin c d e f g", "* K:Cdor G * * A", "M:3/4 K:Cmaj * |"]
     result = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes,
-                                 max_length=80)
+                                 max_length=80, constrain=False)
     for i, prefix in enumerate(prefixes):
         want = ["<s>"] + prefix.split()
         got = result.tokens(i)
@@ -177,15 +177,15 @@ def test_prefixes_of_different_lengths_and_wildcards(small_model):
         for w, g in zip(want, got):
             assert g == w if w != "*" else (g != "*" and g in vocab.TOKEN_TO_ID)
     # Each tune is the one it would be alone in the batch (same seed, same index).
-    alone = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 2, prefixes=prefixes[:2], max_length=80)
+    alone = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 2, prefixes=prefixes[:2], max_length=80, constrain=False)
     np.testing.assert_array_equal(alone.ids, result.ids[:2])
     # Continuous batching through 3 rows draws the same tunes, truncated ones included.
     refill = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80,
-                                 slots=3, top_k=40)
-    whole = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80, top_k=40)
+                                 slots=3, top_k=40, constrain=False)
+    whole = sampler.sample_tunes(model, params, jax.random.PRNGKey(4), 4, prefixes=prefixes, max_length=80, top_k=40, constrain=False)
     np.testing.assert_array_equal(refill.ids, whole.ids)
     np.testing.assert_array_equal(refill.truncated, whole.truncated)
-    wild = sampler.sample_tunes(model, params, jax.random.PRNGKey(6), 6, "M:4/4 * * c", max_length=40)
+    wild = sampler.sample_tunes(model, params, jax.random.PRNGKey(6), 6, "M:4/4 * * c", max_length=40, constrain=False)
     fills = {tuple(t[2:4]) for t in wild.all_tokens()}
     assert len(fills) > 1 and all(t[4] == "c" for t in wild.all_tokens() if len(t) > 4)
 
@@ -197,7 +197,7 @@ def test_abc_text_prefix_is_converted(small_model):
     with pytest.raises(vocab.UnknownTokenError, match="K:Cfoo"):
         prefix_lib.parse_prefix("M:6/8 K:Cfoo")
     model, params = small_model
-    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:3/4 K:Ador A2 B2 c2", max_length=40)
+    result = sampler.sample_tunes(model, params, jax.random.PRNGKey(0), 2, "M:3/4 K:Ador A2 B2 c2", max_length=40, constrain=False)
     for tokens in result.all_tokens():
         assert tokens[:9] == ["<s>", "M:3/4", "K:Cdor", "c", "2", "d", "2", "e", "2"]
 
@@ -216,8 +216,8 @@ def test_stream_many_lines_and_tunes(small_model):
     model, params = small_model
     lines = []
     many = sampler.stream_many(model, params, jax.random.PRNGKey(8), 3, on_step=lines.append,
-                              prefix="M:4/4", max_length=50)
-    assert many.tunes == sampler.sample_tunes(model, params, jax.random.PRNGKey(8), 3, "M:4/4", max_length=50).all_tokens()
+                              prefix="M:4/4", max_length=50, constrain=False)
+    assert many.tunes == sampler.sample_tunes(model, params, jax.random.PRNGKey(8), 3, "M:4/4", max_length=50, constrain=False).all_tokens()
     assert lines[0] == "1:M:4/4 2:M:4/4 3:M:4/4"
     assert len(lines) == max(len(t) for t in many.tunes) - 1
 
@@ -319,16 +319,16 @@ def test_sample_many_chunks_match_one_batch(trained_run):
 
     model, params, _ = runs_lib.load_run(trained_run)
     key = jax.random.PRNGKey(9)
-    whole = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120)
+    whole = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120, constrain=False)
     many = sampler.sample_many(model, params, key, 7, chunk_size=3, chunks_per_round=1, prefix="M:4/4",
-                              max_length=120)
+                              max_length=120, constrain=False)
     assert many.tunes == whole.all_tokens() and many.indices == list(range(7)) and many.sampled == 7
     # Continuous batching: 7 tunes through 2 rows, the same tunes; and rounds of 2 x 2 tunes.
-    refill = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120, slots=2)
+    refill = sampler.sample_tunes(model, params, key, 7, "M:4/4", max_length=120, slots=2, constrain=False)
     np.testing.assert_array_equal(refill.ids, whole.ids)
     assert refill.steps >= sum(whole.lengths - 1) / 2
     rounds = sampler.sample_many(model, params, key, 7, chunk_size=2, chunks_per_round=2, prefix="M:4/4",
-                                max_length=120)
+                                max_length=120, constrain=False)
     assert rounds.tunes == whole.all_tokens() and rounds.sampled == 7  # rounds of 4 and 3: no tune more
 
 

@@ -22,8 +22,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from folkrnn_jax.generate import sampler
-from folkrnn_jax.music import abc_out
+from folkrnn_jax.generate import batcher, sampler
+from folkrnn_jax.music import abc_out, editing
 from folkrnn_jax.serve import engine
 from folkrnn_jax.serve.app import ServerOptions, create_app
 from tests.conftest import run_module
@@ -39,7 +39,7 @@ def loaded(trained_run):
 @pytest.fixture
 def client(loaded, tmp_path):
     app = create_app(loaded, ServerOptions(data_dir=str(tmp_path / "data"), slots=8))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -156,7 +156,7 @@ def test_several_tunes_share_the_batch(client, loaded, run_model):
     response = client.post("/api/tunes", json=body)
     assert response.status_code == 200, response.text
     model, params, _ = run_model
-    expected = sampler.sample_tunes(model, params, jax.random.PRNGKey(8), 3, max_length=MAX_LENGTH)
+    expected = sampler.sample_tunes(model, params, jax.random.PRNGKey(8), 3, max_length=MAX_LENGTH, constrain=False)
     assert [t["tokens"] for t in response.json()["tunes"]] == expected.all_tokens()
 
 
@@ -178,17 +178,18 @@ def test_concurrent_requests_get_their_own_tunes(client, loaded, run_model):
 
 
 def test_a_cancelled_tune_stops_only_itself(loaded, run_model):
-    batch = engine.BatchSampler(loaded[0], slots=4)
+    batch = batcher.BatchSampler(loaded[0].model, loaded[0].params, slots=4)
     try:
         names = [m.name for m in loaded]
         slow = engine.prepare(engine.TuneSettings(model=names[0], seed=1, constrain=False), engine.Limits(), names)
         seen = threading.Event()
-        job = batch.submit(slow, lambda token, position: seen.set(), lambda r: None, lambda e: None)
+        job = batch.submit(slow.settings.sampling(), 1, slow.prefix_ids, lambda token, position: seen.set(),
+                           lambda r: None, lambda e: None)
         assert seen.wait(120)
         settings = engine.TuneSettings(model=names[0], seed=2, max_length=MAX_LENGTH)
         other = engine.prepare(settings, engine.Limits(), names)
         batch.cancel(job)
-        result = batch.generate(other)
+        result = batch.generate(other.settings.sampling(), other.settings.tune, other.prefix_ids)
         assert result.tokens == reference(run_model, settings)
         assert batch.busy() == (0, 0)
     finally:
@@ -252,7 +253,7 @@ def test_tunebook_survives_a_restart_and_typesets(loaded, tmp_path):
     name = loaded[0].name
     data_dir = str(tmp_path / "data")
     settings = dict(model=name, seed=4, max_length=MAX_LENGTH, temperature=0.9, prefix="M:6/8 K:Cmaj G")
-    with TestClient(create_app(loaded, ServerOptions(data_dir=data_dir, slots=4))) as client:
+    with TestClient(create_app(loaded, ServerOptions(data_dir=data_dir, slots=4)), base_url="http://localhost") as client:
         saved = client.post("/api/tunebook", json=dict(title="The Restart Reel", settings=settings))
         assert saved.status_code == 200, saved.text
         entry = saved.json()
@@ -267,7 +268,7 @@ def test_tunebook_survives_a_restart_and_typesets(loaded, tmp_path):
     body = tune["abc"].split("\n", 2)[2]  # the music is the API's tune
     assert abc.endswith(body)
 
-    with TestClient(create_app(loaded, ServerOptions(data_dir=data_dir, slots=4))) as client:
+    with TestClient(create_app(loaded, ServerOptions(data_dir=data_dir, slots=4)), base_url="http://localhost") as client:
         listed = client.get("/api/tunebook").json()
         assert [e["title"] for e in listed] == ["The Restart Reel", "Another Jig"]
         assert [e["title"] for e in client.get("/api/tunebook", params={"q": "restart"}).json()] == ["The Restart Reel"]
@@ -304,12 +305,12 @@ def test_downloads(client, loaded):
 
 def test_keep_bars():
     tokens = "<s> M:4/4 K:Cmaj |: G A B c | d e f g | a b c' d' :| |: e f g a | b c' d' e' :| </s>".split()
-    assert engine.keep_bars(tokens, bars=2)[-5:] == ["d", "e", "f", "g", "|"]
-    assert engine.keep_bars(tokens, part="A")[-1] == ":|"
+    assert editing.keep_bars(tokens, bars=2)[-5:] == ["d", "e", "f", "g", "|"]
+    assert editing.keep_bars(tokens, part="A")[-1] == ":|"
     ending = "<s> M:4/4 K:Cmaj G A B c |1 d e f g :| |2 a b c' d' | e f g a |".split()
-    assert engine.keep_bars(ending, part="A")[-5:] == ["a", "b", "c'", "d'", "|"]
+    assert editing.keep_bars(ending, part="A")[-5:] == ["a", "b", "c'", "d'", "|"]
     with pytest.raises(engine.FieldError):
-        engine.keep_bars(tokens, bars=40)
+        editing.keep_bars(tokens, bars=40)
 
 
 def test_a_client_that_goes_away_stops_its_tune(loaded, tmp_path):
@@ -328,3 +329,46 @@ def test_a_client_that_goes_away_stops_its_tune(loaded, tmp_path):
             assert client.get(url + "/api/status").json()[name]["running"] == 0
             # ... and the server goes on serving.
             assert client.get(url + "/api/tune", params=dict(model=name, seed=2, max_length=MAX_LENGTH)).status_code == 200
+
+
+def test_help_and_vocabulary_show_one_definition(client):
+    """``experiments.sample --help`` and ``/api/vocabulary`` list every sampling setting with the
+    same default and range: both are made from ``SamplingSettings``."""
+    process = run_module("experiments.sample", "--help", timeout=120)
+    assert process.returncode == 0, process.stderr
+    settings = client.get("/api/vocabulary").json()["settings"]
+    assert settings["constrain"]["default"] is True
+    for name, described in settings.items():
+        line = next((ln for ln in process.stdout.splitlines() if ln.startswith(f"  --{name}: ")), None)
+        assert line is not None, f"--{name} is not in --help"
+        default = described["default"]
+        shown = {True: "true", False: "false"}.get(default, default) if isinstance(default, bool) else default
+        if default is None:
+            assert "(default:" not in line, line
+        elif default != "":
+            assert line.endswith(f"(default: {shown})") or line.endswith(f"(default: '{shown}')"), line
+        if "range" in described:
+            assert f"Range {described['range']}." in line, line
+        for choice in described.get("choices", []):
+            assert choice in line, line
+    assert "--noconstrain" in process.stdout
+
+
+def test_the_web_layer_is_thin():
+    """``serve/`` holds HTTP, streaming and the tunebook: no sampling loop (no JAX) of its own,
+    no typesetting; the book command does not import the web app."""
+    import ast
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    serve = os.path.join(root, "folkrnn_jax", "serve")
+    for name in sorted(os.listdir(serve)):
+        if name.endswith(".py"):
+            tree = ast.parse(open(os.path.join(serve, name)).read())
+            imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            assert not {m for m in imported if m == "jax" or m.startswith("jax.")}, name
+            if name != "soundfont.py":  # a maintainer's script that renders the page's piano notes
+                assert "subprocess" not in imported, name
+    book = ast.parse(open(os.path.join(root, "experiments", "book.py")).read())
+    modules = {n.module for n in ast.walk(book) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(m.startswith("folkrnn_jax.serve") for m in modules), modules

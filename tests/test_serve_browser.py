@@ -1,6 +1,9 @@
 """The composer page in real headless Chromium (Debian ``chromium`` + ``chromium-driver``,
 through selenium): it opens the page, composes a tune, and the drawn score has notes and its
-ABC is the API's for the same settings; a bad prefix token is shown inline by name.
+ABC is the API's for the same settings; a bad prefix token is shown inline by name, ABC words
+are not; a permalink with an ABC prefix composes; an error leaves no stale player or
+variations; a reopened saved tune shows its own title; a page reached under another host name
+(DNS rebinding) gets nothing; PostScript in a title does not reach the PDF.
 
 Skipped, saying why, where Chromium or its driver is not installed (``.ci/run`` installs them).
 """
@@ -9,6 +12,7 @@ import contextlib
 import os
 import shutil
 import time
+import urllib.parse
 
 import httpx
 import pytest
@@ -27,14 +31,14 @@ MAX_LENGTH = 300
 
 
 @contextlib.contextmanager
-def chromium(width=1280, height=1400):
+def chromium(width=1280, height=1400, extra=()):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     f"--window-size={width},{height}", "--autoplay-policy=no-user-gesture-required"):
+                     f"--window-size={width},{height}", "--autoplay-policy=no-user-gesture-required", *extra):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     try:
@@ -103,3 +107,63 @@ def test_page_composes_the_apis_tune(server):
         prefix.send_keys("|: G H7 A")
         check = wait_for(driver, "return document.getElementById('prefix_check').textContent")
         assert "'H7'" in check and "unknown token" in check
+
+
+def _state(driver):
+    return driver.execute_script("return document.getElementById('status').dataset.state")
+
+
+def test_permalinks_errors_saved_titles_and_abc_words(server):
+    url, name = server
+    with chromium() as driver:
+        # A permalink whose prefix is ABC composes (the page waits for its own prefix check).
+        query = urllib.parse.urlencode(dict(model=name, seed=4, max_length=MAX_LENGTH, prefix="K:D |: DEF GAB"))
+        driver.get(url + "/?" + query)
+        wait_for(driver, "return ['done', 'error'].includes(document.getElementById('status').dataset.state)")
+        assert _state(driver) == "done", driver.execute_script("return document.getElementById('status').textContent")
+        assert "K:D" in driver.execute_script("return window.composer.currentAbc")
+
+        # Save it under the user's title, with PostScript in it; reopen it from the tunebook.
+        title = "Dawn Reel %%postscript (PWNED) show"
+        driver.find_element("id", "title").send_keys(title)
+        driver.find_element("id", "save").click()
+        wait_for(driver, "return document.querySelectorAll('#tunebook li a').length > 0")
+        link = driver.execute_script("return document.querySelector('#tunebook li a').href")
+        driver.get(link)
+        wait_for(driver, "return document.getElementById('status').dataset.state === 'done'")
+        wait_for(driver, "return window.composer.currentAbc.includes('T:Dawn Reel')")
+        assert driver.execute_script("return document.getElementById('title').value") == title
+        assert "Dawn Reel" in driver.execute_script("return document.getElementById('paper').textContent")
+        pdf = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            fetch('/api/tunebook/export.pdf').then((r) => done(r.status)).catch((e) => done(String(e)));""")
+        assert pdf in (200, 503), pdf  # 503 only where abcm2ps or ghostscript is missing
+
+        # Vary, then an error: neither the old player nor the variations stay.
+        driver.find_element("id", "vary").click()
+        wait_for(driver, "return !document.getElementById('variants_panel').hidden")
+        driver.execute_script("document.getElementById('temperature').value = '99';")
+        driver.find_element("id", "generate").click()
+        wait_for(driver, "return document.getElementById('status').dataset.state === 'error'")
+        assert "temperature" in driver.execute_script("return document.getElementById('status').textContent")
+        assert driver.execute_script("return document.getElementById('variants_panel').hidden")
+        assert driver.execute_script("return document.getElementById('audio').hidden")
+
+        # ABC words are not flagged as unknown; a word that is neither is, by name.
+        prefix = driver.find_element("id", "prefix")
+        prefix.clear()
+        prefix.send_keys("|: zzz G")
+        check = wait_for(driver, "return document.getElementById('prefix_check').textContent.includes('ABC')"
+                                 " && document.getElementById('prefix_check').textContent")
+        assert "unknown" not in check
+        assert not driver.execute_script("return document.querySelectorAll('#prefix_check .bad').length")
+
+
+def test_a_rebound_host_name_gets_nothing(server):
+    url, _ = server
+    port = url.rsplit(":", 1)[1]
+    with chromium(extra=["--host-resolver-rules=MAP evil.example 127.0.0.1"]) as driver:
+        driver.get(f"http://evil.example:{port}/")
+        text = driver.execute_script("return document.body.textContent")
+        assert "Invalid host header" in text
+        assert not driver.execute_script("return !!document.getElementById('generate')")

@@ -157,7 +157,7 @@ def select_tunes(model: FolkRNN, params: Any, workdir: str, step: int, options: 
         if options.indices:
             raise InputError("--indices picks tunes of a file (--tunes=FILE), not sampled ones")
         result = sampler.sample_tunes(model, params, jax.random.PRNGKey(options.seed), n, options.prefix, 1.0,
-                                      options.max_length)
+                                      options.max_length, constrain=False)  # the model's own tunes
         return Subject(model_name(workdir), step, result.all_tokens(),
                        f"sampled with seed {options.seed} after {options.prefix!r}, at most "
                        f"{options.max_length} tokens")

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from folkrnn_jax.errors import InputError
+from folkrnn_jax.errors import FieldError, InputError
 from folkrnn_jax.music import transpose, vocab
 
 Array = jax.Array
@@ -28,15 +28,6 @@ METERS: tuple[str, ...] = tuple(t[2:] for t in vocab.METER_TOKENS)  # 4/4, 6/8 .
 MODES: tuple[str, ...] = tuple(t[3:] for t in vocab.MODE_TOKENS)  # maj, min, dor, mix
 
 
-class FieldError(InputError):
-    """A setting with a bad value: ``field`` names it, ``reason`` says why."""
-
-    def __init__(self, field: str, reason: str):
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
-
-
 @dataclasses.dataclass(frozen=True)
 class Bounds:
     """The range of a numeric setting: ``[low, high]``, or ``(low, high]`` with ``low_open``."""
@@ -48,7 +39,8 @@ class Bounds:
 
     def describe(self) -> str:
         """``"(0, 10]"``, ``"[0, 137]"``."""
-        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        low, high = (int(self.low), int(self.high)) if self.integer else (f"{self.low:g}", f"{self.high:g}")
+        return f"{'(' if self.low_open else '['}{low}, {high}]"
 
     def check(self, field: str, value: Any) -> None:
         """Refuse ``value`` unless it is a number in range. Compared as Python numbers, before
@@ -79,8 +71,9 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _setting(default: Any, help_text: str, bounds: Bounds | None = None,
+def setting(default: Any, help_text: str, bounds: Bounds | None = None,
              choices: Sequence[str] | None = None) -> Any:
+    """A ``SamplingSettings``-style field: its default, help, and range or choices."""
     return dataclasses.field(default=default, metadata={"help": help_text, "bounds": bounds, "choices": choices})
 
 
@@ -94,27 +87,27 @@ class SamplingSettings:
     sampling is ``constrain=False`` (``--noconstrain``).
     """
 
-    seed: int = _setting(0, "RNG seed: the same settings and seed give the same tunes.",
+    seed: int = setting(0, "RNG seed: the same settings and seed give the same tunes.",
                          Bounds(0, MAX_SEED, integer=True))
-    temperature: float = _setting(1.0, "Softmax temperature (top_k=1 for greedy).", Bounds(0, 10, low_open=True))
-    top_k: int = _setting(0, "Sample only among the k most probable tokens (0: off).",
+    temperature: float = setting(1.0, "Softmax temperature (top_k=1 for greedy).", Bounds(0, 10, low_open=True))
+    top_k: int = setting(0, "Sample only among the k most probable tokens (0: off).",
                           Bounds(0, vocab.VOCAB_SIZE, integer=True))
-    top_p: float = _setting(1.0, "Nucleus sampling: the most probable tokens up to this mass (1: off).",
+    top_p: float = setting(1.0, "Nucleus sampling: the most probable tokens up to this mass (1: off).",
                             Bounds(0, 1, low_open=True))
-    constrain: bool = _setting(True, "Only well-formed tunes: at every step the tokens that would break a "
+    constrain: bool = setting(True, "Only well-formed tunes: at every step the tokens that would break a "
                                "bar length, repeat or ending are masked (folkrnn_jax.generate.constraint); "
                                "--noconstrain samples freely.")
-    max_length: int = _setting(1000, "Most tokens per tune, counting <s> and the prefix.",
+    max_length: int = setting(1000, "Most tokens per tune, counting <s> and the prefix.",
                                Bounds(2, MAX_LENGTH_LIMIT, integer=True))
-    prefix: str = _setting("", "Tokens every tune starts with, e.g. 'M:6/8 K:Cdor'; '*' is a position the "
+    prefix: str = setting("", "Tokens every tune starts with, e.g. 'M:6/8 K:Cdor'; '*' is a position the "
                            "model fills. ABC text such as 'M:6/8 K:Dmix |: A>B c2' is also accepted: the "
                            "model sees it transposed to C and the tunes are written in its key (D here) "
                            "unless key says otherwise. In ABC 'Bb' is the notes B and b, so it is refused: "
                            "B-flat is _B.")
-    meter: str | None = _setting(None, "Meter header, e.g. 6/8 (default: the model chooses).", choices=METERS)
-    mode: str | None = _setting(None, "Mode header: maj, min, dor or mix (default: the model chooses).",
+    meter: str | None = setting(None, "Meter header, e.g. 6/8 (default: the model chooses).", choices=METERS)
+    mode: str | None = setting(None, "Mode header: maj, min, dor or mix (default: the model chooses).",
                                 choices=MODES)
-    key: str | None = _setting(None, "Write the tunes with this root (C, Db, D ... B), keeping each tune's "
+    key: str | None = setting(None, "Write the tunes with this root (C, Db, D ... B), keeping each tune's "
                                "mode; default: the K: of an ABC prefix, else C.", choices=transpose.ROOTS)
 
     def check(self) -> SamplingSettings:

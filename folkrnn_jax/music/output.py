@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Sequence
+from typing import Any, Sequence
 
 from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
@@ -120,3 +120,64 @@ def write_tunes(
         else:
             _render_one_svg(text, stem + ".svg", i + 1)
     return 2 * len(tunes)
+
+
+def sampled_title(step: int, seed: int, tune: int) -> str:
+    """The title ``experiments.sample`` gives tune ``tune`` (from 1) of ``seed``."""
+    return f"folkrnn_jax step {step} seed {seed} tune {tune}"
+
+
+def notes_lines(model: str, step: int, tune: int, settings: Any) -> list[str]:
+    """The ``N:`` lines a saved or printed tune carries: model, seed, temperature, prefix and the
+    rest, so the file alone says how to draw the tune again. Each user text stays on its line.
+
+    Args:
+        model: the model's name; step: its checkpoint step.
+        tune: the tune's number under the seed (from 1).
+        settings: a ``folkrnn_jax.generate.options.SamplingSettings``.
+    """
+    prefix = " ".join(str(settings.prefix).split()) or "(none)"
+    return [
+        f"N:model {' '.join(model.split())} (step {step})",
+        f"N:seed {settings.seed}, tune {tune}",
+        f"N:temperature {settings.temperature:g}, top_k {settings.top_k}, top_p {settings.top_p:g}, "
+        f"constrain {'on' if settings.constrain else 'off'}, max_length {settings.max_length}",
+        f"N:meter {settings.meter or 'sampled'}, mode {settings.mode or 'sampled'}, key {settings.key or 'C'}",
+        f"N:prefix {prefix}",
+    ]
+
+
+def with_notes(abc_text: str, lines: Sequence[str], title: str | None = None, index: int | None = None) -> str:
+    """``abc_text`` with ``lines`` after its ``T:`` line (and a new title, on one line, or
+    ``X:``)."""
+    out = []
+    for line in abc_text.splitlines():
+        if line.startswith("X:") and index is not None:
+            line = f"X:{index}"
+        if line.startswith("T:"):
+            out.append(f"T:{' '.join(title.split())}" if title is not None else line)
+            out.extend(lines)
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def midi_bytes(abc_text: str, tokens: Sequence[str], key: str | None) -> bytes:
+    """MIDI of the tune: abc2midi on the ABC, or the library's mido writer without abc2midi."""
+    if tools.have("abc2midi"):
+        return tools.abc_to_midi(abc_text)
+    return midi.tokens_to_midi(tokens, key=key)
+
+
+# A tune's likely dance from its meter, as the session books' readers would name it.
+DANCES = {"M:4/4": "Reel", "M:6/8": "Jig", "M:3/4": "Waltz", "M:2/4": "Polka", "M:9/8": "Slip jig",
+          "M:12/8": "Slide", "M:3/2": "Hornpipe"}
+MODE_NAMES = {"K:Cmaj": "major", "K:Cmin": "minor", "K:Cdor": "dorian", "K:Cmix": "mixolydian"}
+
+
+def describe_tune(tokens: Sequence[str], key: str | None = None) -> str:
+    """A plain title from the tune's header: ``"Jig in D dorian"`` (meter and mode as sampled,
+    root ``key`` or C)."""
+    meter = next((t for t in tokens if t.startswith("M:")), "M:4/4")
+    mode = next((t for t in tokens if t.startswith("K:")), "K:Cmaj")
+    return f"{DANCES.get(meter, 'Tune')} in {key or 'C'} {MODE_NAMES.get(mode, '')}".strip()

@@ -35,7 +35,7 @@ class ToolError(UserError, RuntimeError):
     """A command-line tool ran and failed."""
 
 
-PACKAGES = {"abc2midi": "abcmidi", "abc2abc": "abcmidi", "abcm2ps": "abcm2ps"}
+PACKAGES = {"abc2midi": "abcmidi", "abc2abc": "abcmidi", "abcm2ps": "abcm2ps", "gs": "ghostscript"}
 
 
 def require(tool: str) -> str:

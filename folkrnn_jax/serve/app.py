@@ -7,30 +7,40 @@ tunes (a download or a save after a tune was drawn does not sample it again; a t
 function of its settings, so the cache can never be stale).
 
 Bad input gets a 422 whose JSON names the field: ``{"detail": "temperature: ...", "field":
-"temperature"}``.
+"temperature"}``. The app answers only requests addressed to 127.0.0.1, localhost or the
+address it serves on (a page elsewhere rebound by DNS to this machine gets 400), refuses a
+request body over ``Limits.max_body_bytes`` unread (413), and a full sampler queue or a busy
+typesetter with 429 and ``Retry-After``. There is no ``/docs`` page (it would load its script
+from a CDN); the API's description is ``/openapi.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
 import os
 import tempfile
 import threading
+import time
 import urllib.parse
-from typing import Annotated, Any, AsyncIterator, Literal
+from typing import Annotated, Any, AsyncIterator, Literal, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from folkrnn_jax.music import output
-from folkrnn_jax.serve import book, engine
+from folkrnn_jax.generate import batcher
+from folkrnn_jax.generate import options as options_lib
+from folkrnn_jax.music import editing, output, structure, tools, typeset
+from folkrnn_jax.serve import engine
 from folkrnn_jax.serve.tunebook import Tunebook
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -45,37 +55,39 @@ class ServerOptions:
     limits: engine.Limits = engine.Limits()
     slots: int = 32
     cache_size: int = 512
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost")  # the Host headers answered
 
 
 # ---------------------------------------------------------------------------------------------
-# Request shapes. Types are checked here; ranges are checked by ``engine.prepare`` against the
-# server's limits, so the page, the API and the tests share one set of rules.
+# Request shapes, made from ``engine.TuneSettings`` (the library's ``SamplingSettings`` with
+# the model and the tune number): the same fields, defaults and help as the command line's
+# flags. Types are checked here; ranges by ``engine.prepare`` (``SamplingSettings.check``).
+
+_PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-class TuneQuery(BaseModel):
-    """The settings of one tune (query parameters or JSON)."""
-
+class _SettingsModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    model: str = Field("default", description="A model name from /api/models (never a path).")
-    seed: int = Field(0, description="RNG seed: the same settings and seed give the same tune.")
-    tune: int = Field(1, description="Which tune of the seed, from 1 (as experiments.sample numbers them).")
-    meter: str | None = Field(None, description="M: header, e.g. 6/8; empty: the model chooses.")
-    mode: str | None = Field(None, description="maj, min, dor or mix; empty: the model chooses.")
-    key: str | None = Field(None, description="Root to write the tune in (C, Db, D ... B); empty: C as sampled.")
-    prefix: str = Field("", description="v2 tokens (or ABC) the tune starts with; '*' is a position the model fills.")
-    temperature: float = Field(1.0, description="Softmax temperature.")
-    top_k: int = Field(0, description="Sample among the k most probable tokens (0: off).")
-    top_p: float = Field(1.0, description="Nucleus sampling mass (1: off).")
-    constrain: bool = Field(True, description="Only tunes that pass the structure checks.")
-    max_length: int = Field(1000, description="Most tokens per tune, <s> and prefix included.")
 
     def settings(self) -> engine.TuneSettings:
         """As engine settings (empty strings mean 'not set')."""
-        values = self.model_dump()
+        names = {f.name for f in dataclasses.fields(engine.TuneSettings)}
+        values = {k: v for k, v in self.model_dump().items() if k in names}
         for name in ("meter", "mode", "key"):
             values[name] = values[name] or None
         return engine.TuneSettings(**values)
+
+
+def _settings_fields() -> dict[str, Any]:
+    fields = {}
+    for spec in dataclasses.fields(engine.TuneSettings):
+        kind = _PYTHON_TYPES.get(spec.type, Optional[str])
+        fields[spec.name] = (kind, Field(spec.default, description=spec.metadata["help"]))
+    return fields
+
+
+TuneQuery = create_model("TuneQuery", __base__=_SettingsModel, __doc__="The settings of one tune.",
+                         **_settings_fields())
 
 
 class TuneFileQuery(TuneQuery):
@@ -126,47 +138,84 @@ class PrefixRequest(BaseModel):
 # The app's state.
 
 
+class Busy(Exception):
+    """A queue is full: the client should try again after ``retry_after`` seconds."""
+
+    def __init__(self, what: str, retry_after: int):
+        super().__init__(what)
+        self.retry_after = retry_after
+
+
 class Composer:
-    """Everything the app holds: models, samplers, tunebook, finished-tune cache."""
+    """Everything the app holds: models, samplers, tunebook, finished-tune cache, and the
+    threads that typeset (apart from the default pool, so that a stalled export never holds up
+    the tunebook)."""
 
     def __init__(self, models: list[engine.LoadedModel], options: ServerOptions):
         self.options = options
         self.limits = options.limits
         self.models = {m.name: m for m in models}
-        self.samplers: dict[str, engine.BatchSampler] = {}
+        self.samplers: dict[str, batcher.BatchSampler] = {}
         self.tunebook = Tunebook(options.data_dir)
-        self._cache: collections.OrderedDict[engine.TuneSettings, engine.Result] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[engine.TuneSettings, batcher.Result] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._typesetter = concurrent.futures.ThreadPoolExecutor(typeset.MAX_CONCURRENT, "typeset")
+        self._typesetting = 0  # runs submitted and not finished
 
     def start(self) -> None:
         """Start one sampler per model (each compiles its step on first use)."""
         for name, loaded in self.models.items():
-            self.samplers[name] = engine.BatchSampler(loaded, self.options.slots, self.limits.max_prefix_tokens)
+            self.samplers[name] = batcher.BatchSampler(
+                loaded.model, loaded.params, self.options.slots, self.limits.max_prefix_tokens,
+                self.limits.max_waiting, name)
 
     def close(self) -> None:
-        """Stop the samplers."""
+        """Stop the samplers and the typesetting threads."""
         for sampler in self.samplers.values():
             sampler.close()
         self.samplers.clear()
+        self._typesetter.shutdown(wait=False, cancel_futures=True)
+
+    async def typeset(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` on a typesetting thread; ``Busy`` when as many runs as
+        ``typeset`` allows already run or wait."""
+        with self._lock:
+            if self._typesetting >= typeset.MAX_CONCURRENT + typeset.MAX_WAITING:
+                raise Busy("typesetting is busy", 10)
+            self._typesetting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._typesetter, function, *args)
+        finally:
+            with self._lock:
+                self._typesetting -= 1
+
+    def submit(self, prepared: engine.Prepared, on_token: Any, on_done: Any, on_error: Any) -> batcher.Job:
+        """Queue a tune on its model's sampler; ``Busy`` when the queue is full."""
+        settings = prepared.settings
+        try:
+            return self.samplers[settings.model].submit(settings.sampling(), settings.tune, prepared.prefix_ids,
+                                                        on_token, on_done, on_error)
+        except batcher.QueueFullError as error:
+            raise Busy(str(error), 5) from None
 
     def prepare(self, settings: engine.TuneSettings) -> engine.Prepared:
         return engine.prepare(settings, self.limits, list(self.models))
 
-    def cached(self, settings: engine.TuneSettings) -> engine.Result | None:
+    def cached(self, settings: engine.TuneSettings) -> batcher.Result | None:
         with self._lock:
             result = self._cache.get(settings)
             if result is not None:
                 self._cache.move_to_end(settings)
             return result
 
-    def remember(self, settings: engine.TuneSettings, result: engine.Result) -> None:
+    def remember(self, settings: engine.TuneSettings, result: batcher.Result) -> None:
         with self._lock:
             self._cache[settings] = result
             self._cache.move_to_end(settings)
             while len(self._cache) > self.options.cache_size:
                 self._cache.popitem(last=False)
 
-    async def draw(self, prepared: engine.Prepared) -> engine.Result:
+    async def draw(self, prepared: engine.Prepared) -> batcher.Result:
         """The tune of ``prepared``: from the cache, or sampled (sharing the batch)."""
         settings = prepared.settings
         result = self.cached(settings)
@@ -183,8 +232,8 @@ class Composer:
                     future.set_result(value)
 
         sampler = self.samplers[settings.model]
-        job = sampler.submit(prepared, None, lambda r: loop.call_soon_threadsafe(settle, r),
-                             lambda e: loop.call_soon_threadsafe(settle, e))
+        job = self.submit(prepared, None, lambda r: loop.call_soon_threadsafe(settle, r),
+                          lambda e: loop.call_soon_threadsafe(settle, e))
         try:
             result = await future
         except asyncio.CancelledError:
@@ -193,7 +242,7 @@ class Composer:
         self.remember(settings, result)
         return result
 
-    def describe(self, settings: engine.TuneSettings, result: engine.Result) -> dict[str, Any]:
+    def describe(self, settings: engine.TuneSettings, result: batcher.Result) -> dict[str, Any]:
         """A finished tune as JSON: settings, tokens, ABC (as the CLI writes it), title, whether
         it was cut at the maximum length or passes the structure checks, the equivalent
         command line (for runs) and the page's permalink."""
@@ -203,9 +252,9 @@ class Composer:
             "settings": dataclasses.asdict(settings),
             "tokens": result.tokens,
             "abc": abc,
-            "title": engine.cli_title(loaded.step, settings),
+            "title": output.sampled_title(loaded.step, settings.seed, settings.tune),
             "truncated": result.truncated,
-            "valid": engine.is_valid(result.tokens),
+            "valid": structure.is_valid_tune(result.tokens),
             "command": engine.cli_command(settings, loaded.workdir),
             "permalink": "/?" + permalink_query(settings),
         }
@@ -231,6 +280,15 @@ def _check_count(composer: Composer, field: str, count: int) -> None:
     limit = composer.limits.max_tunes_per_request
     if not 1 <= count <= limit:
         raise engine.FieldError(field, f"must be in [1, {limit}] (got {count})")
+
+
+def _check_entry_id(entry_id: int) -> None:
+    """Refuses an id SQLite cannot hold (its integers are 64-bit), before it gets there."""
+    options_lib.Bounds(1, 2**63 - 1, integer=True).check("entry_id", entry_id)
+
+
+BAR_TOKENS = frozenset(("|", "|:", ":|", "|1", "|2", "</s>"))
+PARTIAL_SCORE_SECONDS = 0.25
 
 
 def _sse(event: str, data: Any) -> str:
@@ -262,6 +320,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
             composer.close()
 
     app = FastAPI(
+        docs_url=None, redoc_url=None,  # both load scripts and fonts from CDNs: no request leaves
         title="folkrnn_jax composer",
         description="Folk tunes from the folk-rnn v2 model: one page and this JSON API. A tune is a "
                     "function of its settings: the same settings and seed give the same tune here, "
@@ -270,6 +329,15 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         lifespan=lifespan,
     )
     app.state.composer = composer
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=options.limits.max_body_bytes)
+    # DNS rebinding: a page on another site whose name now points at 127.0.0.1 sends its own
+    # name as Host; only this machine's names are answered.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(dict.fromkeys(options.hosts)))
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, error: Busy) -> JSONResponse:
+        return JSONResponse({"detail": f"busy: {error.args[0]}; try again in {error.retry_after} s", "field": None},
+                            status_code=429, headers={"Retry-After": str(error.retry_after)})
 
     @app.exception_handler(engine.FieldError)
     async def field_error(request: Request, error: engine.FieldError) -> JSONResponse:
@@ -286,8 +354,12 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         # abcm2ps, abc2midi or ps2pdf missing or failing: the server's fault, not the request's.
         return JSONResponse({"detail": str(error), "field": None}, status_code=503)
 
-    for tool_error_class in engine.TOOL_ERRORS:
+    for tool_error_class in (tools.ToolMissingError, tools.ToolError):
         app.add_exception_handler(tool_error_class, tool_error)
+
+    @app.exception_handler(typeset.ToolBusyError)
+    async def typesetter_busy(request: Request, error: typeset.ToolBusyError) -> JSONResponse:
+        return await busy(request, Busy(str(error), 10))
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -303,7 +375,8 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
     @app.get("/api/vocabulary", summary="Tokens, meters, modes, roots and the request limits")
     async def vocabulary(request: Request) -> dict[str, Any]:
         return {"tokens": engine.vocabulary(), "meters": list(engine.METERS), "modes": list(engine.MODES),
-                "roots": list(engine.ROOTS), "limits": dataclasses.asdict(_composer(request).limits)}
+                "roots": list(engine.ROOTS), "limits": dataclasses.asdict(_composer(request).limits),
+                "settings": options_lib.describe_settings()}
 
     @app.post("/api/prefix", summary="Check a prefix: its v2 tokens, or a 422 naming the bad token")
     async def check_prefix(body: PrefixRequest, request: Request) -> dict[str, Any]:
@@ -321,7 +394,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         format = query.format
         prepared = composer.prepare(TuneQuery(**query.model_dump(exclude={"format"})).settings())
         result = await composer.draw(prepared)
-        described = composer.describe(prepared.settings, result)
+        described = await asyncio.to_thread(composer.describe, prepared.settings, result)
         stem = f"folkrnn_seed{prepared.settings.seed}_tune{prepared.settings.tune}"
         if format == "json":
             return described
@@ -329,7 +402,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
             return Response(described["abc"], media_type="text/vnd.abc; charset=utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{stem}.abc"'})
         if format == "midi":
-            data = await asyncio.to_thread(engine.midi_bytes, described["abc"], result.tokens,
+            data = await asyncio.to_thread(output.midi_bytes, described["abc"], result.tokens,
                                            prepared.settings.key)
             return Response(data, media_type="audio/midi",
                             headers={"Content-Disposition": f'attachment; filename="{stem}.mid"'})
@@ -337,7 +410,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
             data = await asyncio.to_thread(output.abc_to_musicxml, described["abc"])
             return Response(data, media_type="application/vnd.recordare.musicxml+xml",
                             headers={"Content-Disposition": f'attachment; filename="{stem}.musicxml"'})
-        svg = await asyncio.to_thread(engine.svg_text, described["abc"])
+        svg = await composer.typeset(typeset.svg_text, described["abc"])
         return Response(svg, media_type="image/svg+xml",
                         headers={"Content-Disposition": f'attachment; filename="{stem}.svg"'})
 
@@ -364,12 +437,13 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         cached = composer.cached(settings)
         job = None
         if cached is not None:
+            # A tune already drawn: its tokens at once, and no partial scores (the page draws
+            # the finished one), so a crowd of cached replays costs the loop next to nothing.
             for position, token in enumerate(cached.tokens[1:], start=1):
                 queue.put_nowait(("token", token, position))
             queue.put_nowait(("done", cached, None))
         else:
-            sampler = composer.samplers[settings.model]
-            job = sampler.submit(
+            job = composer.submit(
                 prepared,
                 lambda token, position: loop.call_soon_threadsafe(queue.put_nowait, ("token", token, position)),
                 lambda result: loop.call_soon_threadsafe(queue.put_nowait, ("done", result, None)),
@@ -378,18 +452,25 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
 
         async def events() -> AsyncIterator[str]:
             tokens = ["<s>"]
+            last_score = 0.0
             try:
                 while True:
                     kind, value, position = await queue.get()
                     if kind == "token":
                         tokens.append(value)
                         data: dict[str, Any] = {"position": position, "token": value}
-                        if value in ("|", "|:", ":|", "|1", "|2", "</s>"):
+                        # A partial score at a bar line, at most every PARTIAL_SCORE_SECONDS per
+                        # stream: writing the ABC so far on every bar of hundreds of streams
+                        # would hold up the loop.
+                        now = time.monotonic()
+                        if (job is not None and value in BAR_TOKENS
+                                and now - last_score >= PARTIAL_SCORE_SECONDS):
                             data["abc"] = engine.tune_abc(tokens, settings, step)
+                            last_score = now
                         yield _sse("token", data)
                     elif kind == "done":
                         composer.remember(settings, value)
-                        yield _sse("done", composer.describe(settings, value))
+                        yield _sse("done", await asyncio.to_thread(composer.describe, settings, value))
                         return
                     else:
                         yield _sse("error", {"detail": str(value)})
@@ -407,7 +488,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         _check_count(composer, "variants", body.variants)
         source = composer.prepare(body.source.settings())
         result = await composer.draw(source)
-        kept = engine.keep_bars(result.tokens, body.bars, body.part)
+        kept = editing.keep_bars(result.tokens, body.bars, body.part)
         # The kept tokens carry the tune's own M:/K: header, so meter and mode are not repeated.
         base = dataclasses.replace(source.settings, prefix=" ".join(kept[1:]), meter=None, mode=None,
                                    seed=body.seed, tune=1)
@@ -418,20 +499,23 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
 
     @app.get("/api/tunebook", summary="Saved tunes; q searches titles and ABC")
     async def tunebook_list(request: Request, q: str | None = None) -> list[dict[str, Any]]:
-        return [e.as_json() for e in await asyncio.to_thread(_composer(request).tunebook.list, q)]
+        composer = _composer(request)
+        if q is not None and len(q) > composer.limits.max_search_chars:
+            raise engine.FieldError("q", f"{len(q)} characters; search with at most {composer.limits.max_search_chars}")
+        return [e.as_json() for e in await asyncio.to_thread(composer.tunebook.list, q)]
 
     @app.post("/api/tunebook", summary="Save a tune (its ABC gets N: lines: model, seed, temperature, prefix)")
     async def tunebook_save(body: SaveRequest, request: Request) -> dict[str, Any]:
         composer = _composer(request)
-        title = " ".join(body.title.split())
+        title = typeset.one_line(body.title)
         if not title or len(title) > composer.limits.max_title_chars:
             raise engine.FieldError("title", f"give a title of 1 to {composer.limits.max_title_chars} characters")
         prepared = composer.prepare(body.settings.settings())
         result = await composer.draw(prepared)
         settings = prepared.settings
         step = composer.models[settings.model].step
-        abc = engine.with_notes(engine.tune_abc(result.tokens, settings, step),
-                                engine.notes_lines(settings.model, step, settings), title=title)
+        abc = output.with_notes(engine.tune_abc(result.tokens, settings, step),
+                                output.notes_lines(settings.model, step, settings.tune, settings), title=title)
         entry = await asyncio.to_thread(composer.tunebook.add, title, abc, dataclasses.asdict(settings))
         return entry.as_json()
 
@@ -450,17 +534,18 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
 
         def render() -> bytes:
             with tempfile.TemporaryDirectory(prefix="folkrnn_book_") as folder:
-                path = book.typeset([e.abc for e in entries], os.path.join(folder, "tunebook.pdf"),
-                                    "Tunebook", f"{len(entries)} tunes from folkrnn_jax")
+                path = typeset.typeset_book([e.abc for e in entries], os.path.join(folder, "tunebook.pdf"),
+                                            "Tunebook", f"{len(entries)} tunes from folkrnn_jax")
                 with open(path, "rb") as f:
                     return f.read()
 
-        data = await asyncio.to_thread(render)
+        data = await composer.typeset(render)
         return Response(data, media_type="application/pdf",
                         headers={"Content-Disposition": 'attachment; filename="tunebook.pdf"'})
 
     @app.get("/api/tunebook/{entry_id}", summary="One saved tune")
     async def tunebook_get(entry_id: int, request: Request) -> dict[str, Any]:
+        _check_entry_id(entry_id)
         entry = await asyncio.to_thread(_composer(request).tunebook.get, entry_id)
         if entry is None:
             raise _NotFound(entry_id)
@@ -468,6 +553,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
 
     @app.delete("/api/tunebook/{entry_id}", summary="Delete a saved tune")
     async def tunebook_delete(entry_id: int, request: Request) -> dict[str, Any]:
+        _check_entry_id(entry_id)
         if not await asyncio.to_thread(_composer(request).tunebook.delete, entry_id):
             raise _NotFound(entry_id)
         return {"deleted": entry_id}

@@ -16,6 +16,8 @@ const composer = {
   visual: null,            // abcjs's tune object of the score
   synth: null,             // abcjs SynthController
   prefixOk: true,
+  prefixChecked: Promise.resolve(),  // settles when the server has read the prefix
+  openEntry: null,         // a saved tune being reopened (its title is shown once drawn)
 };
 window.composer = composer;  // read by the browser test
 
@@ -67,36 +69,48 @@ function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 }
 
+// Words that are not v2 tokens may still be ABC (the server reads "|: zzz G" as rests), so
+// nothing is marked unknown until the server has said so; Compose waits for that answer.
 let prefixTimer = null;
-function checkPrefix() {
+function checkPrefix(delay = 400) {
   const text = $("prefix").value;
   const words = text.split(/\s+/).filter((w) => w.length);
-  const bad = words.filter((w) => w !== "*" && !composer.vocabulary.has(w));
+  const unknown = words.filter((w) => w !== "*" && !composer.vocabulary.has(w));
   const check = $("prefix_check");
   clearTimeout(prefixTimer);
-  if (!bad.length) {
+  if (!unknown.length) {
     composer.prefixOk = true;
+    composer.prefixChecked = Promise.resolve();
     check.className = "check";
     check.textContent = words.length ? `${words.length} tokens` : "";
+    return composer.prefixChecked;
+  }
+  composer.prefixOk = false;
+  check.className = "check";
+  check.textContent = "checking...";
+  composer.prefixChecked = new Promise((resolve) => {
+    prefixTimer = setTimeout(() => serverCheck(text, words).finally(resolve), delay);
+  });
+  return composer.prefixChecked;
+}
+
+async function serverCheck(text, words) {
+  const response = await fetch("/api/prefix", {method: "POST", headers: {"content-type": "application/json"},
+    body: JSON.stringify({prefix: text})});
+  if ($("prefix").value !== text) return;
+  const check = $("prefix_check");
+  if (response.ok) {
+    const tokens = (await response.json()).tokens;
+    composer.prefixOk = true;
+    check.className = "check";
+    check.textContent = "not v2 tokens; read as ABC: " + tokens.slice(1).join(" ");
     return;
   }
-  // Not v2 tokens: it may still be ABC text, which the server converts as the CLI does.
+  const detail = ((await response.json().catch(() => ({}))).detail || response.statusText).replace(/^prefix: /, "");
   composer.prefixOk = false;
   check.className = "check bad";
-  check.innerHTML = words.map((w) => bad.includes(w) ? `<span class="bad">${escapeHtml(w)}</span>` : escapeHtml(w)).join(" ")
-    + `<br>unknown token ${bad.map((w) => "'" + escapeHtml(w) + "'").join(", ")}`;
-  prefixTimer = setTimeout(async () => {
-    const response = await fetch("/api/prefix", {method: "POST", headers: {"content-type": "application/json"},
-      body: JSON.stringify({prefix: text})});
-    if ($("prefix").value !== text) return;
-    if (response.ok) {
-      const tokens = (await response.json()).tokens;
-      composer.prefixOk = true;
-      check.className = "check";
-      check.innerHTML = check.innerHTML.replace(/<br>.*$/, "")
-        + "<br>not v2 tokens; read as ABC: " + escapeHtml(tokens.slice(1).join(" "));
-    }
-  }, 400);
+  check.innerHTML = words.map((w) => detail.includes(`'${w}'`) ? `<span class="bad">${escapeHtml(w)}</span>` : escapeHtml(w)).join(" ")
+    + "<br>" + escapeHtml(detail);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -111,6 +125,7 @@ function drawScore(abc) {
 
 async function compose(event) {
   if (event) event.preventDefault();
+  await composer.prefixChecked;
   if (!composer.prefixOk) {
     setStatus("error", "Fix the initial ABC first: " + $("prefix_check").textContent);
     return;
@@ -119,9 +134,11 @@ async function compose(event) {
   composer.keepSeedOnce = false;
   const settings = readSettings();
   stopStream();
-  stopPlayback();
+  hidePlayback();
   composer.current = null;
   $("tune_actions").hidden = true;
+  $("variants_panel").hidden = true;  // they vary the tune that was on the page
+  $("variants").innerHTML = "";
   $("tokens").textContent = "";
   $("paper").innerHTML = "";
   setStatus("running", "composing...");
@@ -195,6 +212,13 @@ function finish(tune) {
   $("command").textContent = tune.command || "";
   history.replaceState(null, "", tune.permalink);
   $("tune_actions").hidden = false;
+  const entry = composer.openEntry;
+  composer.openEntry = null;
+  if (entry && entry.settings.seed === tune.settings.seed && entry.settings.tune === tune.settings.tune) {
+    // A saved tune reopened: its own title (and N: lines), as saved.
+    drawScore(entry.abc);
+    $("title").value = entry.title;
+  }
   setUpPlayback();
 }
 
@@ -217,6 +241,7 @@ const cursor = {
 };
 
 function setUpPlayback() {
+  $("audio").hidden = false;
   if (!ABCJS.synth.supportsAudio()) {
     composer.noAudio = true;
     $("audio").textContent = "This browser cannot play audio.";
@@ -233,8 +258,10 @@ function setUpPlayback() {
     .catch((error) => { $("audio").dataset.error = String(error && error.message || error); });
 }
 
-function stopPlayback() {
+function hidePlayback() {
   if (composer.synth) composer.synth.pause();
+  composer.synthReady = false;
+  $("audio").hidden = true;  // no player for a tune that is not on the page
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,7 +322,7 @@ async function loadTunebook() {
   for (const entry of entries) {
     const item = document.createElement("li");
     const link = document.createElement("a");
-    link.href = "/?" + query(entry.settings);
+    link.href = "/?" + query({...entry.settings, entry: entry.id});
     link.textContent = entry.title;
     const date = document.createElement("small");
     date.textContent = " " + entry.created.replace("T", " ").slice(0, 16);
@@ -334,14 +361,18 @@ async function start() {
   $("max_length").max = vocabulary.limits.max_length;
   $("settings").addEventListener("submit", compose);
   $("stop").addEventListener("click", stopStream);
-  $("prefix").addEventListener("input", checkPrefix);
+  $("prefix").addEventListener("input", () => checkPrefix());
   $("vary").addEventListener("click", vary);
   $("save").addEventListener("click", save);
   $("search").addEventListener("input", loadTunebook);
   loadTunebook();
   const params = new URLSearchParams(location.search);
   applySettings(params);
-  checkPrefix();
+  checkPrefix(0);
+  if (params.has("entry")) {
+    const response = await fetch("/api/tunebook/" + encodeURIComponent(params.get("entry")));
+    if (response.ok) composer.openEntry = await response.json();
+  }
   if (params.has("seed")) {
     // A permalink: draw exactly that tune.
     $("lock_seed").checked = true;
