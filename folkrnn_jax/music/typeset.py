@@ -58,7 +58,7 @@ def abc_for_typesetting(abc_text: str) -> str:
         if field and field.group(1) not in _HEADERS:
             continue
         kept.append(line.split("%", 1)[0].rstrip() if not field else line.rstrip())
-    return "\n".join(kept) + "\n"
+    return "\n".join(kept).rstrip("\n") + "\n"
 
 
 def _ps_string(text: str) -> str:
