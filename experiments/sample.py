@@ -4,7 +4,11 @@ python -m experiments.sample --workdir=runs/tiny --num_tunes=10 --temperature=1.
     --prefix="M:6/8 K:Cdor" --output=runs/tiny/tunes.abc
 python -m experiments.sample --workdir=runs/tiny --meter=6/8 --mode=dor --key=D --top_p=0.95 \
     --valid_only --format=midi --output=runs/tiny/midi
-python -m experiments.sample --constrain --best_of=4 --num_tunes=10   # each tune the best of 4
+python -m experiments.sample --best_of=4 --num_tunes=10   # each tune the best of 4
+
+Tunes are well formed by default (structure-constrained sampling); --noconstrain samples freely
+from the model. The sampling flags, their defaults and ranges are those of
+folkrnn_jax.generate.options.SamplingSettings, as in experiments.book and the composer.
 """
 
 import os
