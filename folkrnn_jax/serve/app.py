@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -260,6 +261,11 @@ class Composer:
         }
 
 
+    async def describe_all(self, prepared: list[engine.Prepared], results: list[batcher.Result]) -> list[dict]:
+        """``describe`` for each tune, off the event loop (writing ABC is pure Python work)."""
+        return await asyncio.to_thread(lambda: [self.describe(p.settings, r) for p, r in zip(prepared, results)])
+
+
 def permalink_query(settings: engine.TuneSettings) -> str:
     """The query string that holds every setting (the page regenerates the tune from it)."""
     values = {k: v for k, v in dataclasses.asdict(settings).items() if v is not None}
@@ -351,8 +357,10 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         return _error(field, first.get("msg", "invalid value"))
 
     async def tool_error(request: Request, error: Exception) -> JSONResponse:
-        # abcm2ps, abc2midi or ps2pdf missing or failing: the server's fault, not the request's.
-        return JSONResponse({"detail": str(error), "field": None}, status_code=503)
+        # abcm2ps, abc2midi or Ghostscript missing or failing: the server's fault, not the
+        # request's. The tools name their temporary files; the client is not told where they were.
+        detail = re.sub(re.escape(tempfile.gettempdir()) + r"/\S*", "(temporary file)", str(error))
+        return JSONResponse({"detail": detail, "field": None}, status_code=503)
 
     for tool_error_class in (tools.ToolMissingError, tools.ToolError):
         app.add_exception_handler(tool_error_class, tool_error)
@@ -421,7 +429,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         base = TuneQuery(**body.model_dump(exclude={"num_tunes"})).settings()
         prepared = [composer.prepare(dataclasses.replace(base, tune=base.tune + i)) for i in range(body.num_tunes)]
         results = await asyncio.gather(*(composer.draw(p) for p in prepared))
-        return {"tunes": [composer.describe(p.settings, r) for p, r in zip(prepared, results)]}
+        return {"tunes": await composer.describe_all(prepared, results)}
 
     @app.get("/api/stream", summary="One tune streamed as server-sent events",
              description="Events: `token` ({position, token}, and `abc` so far at every bar line), "
@@ -495,7 +503,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         prepared = [composer.prepare(dataclasses.replace(base, tune=i + 1)) for i in range(body.variants)]
         results = await asyncio.gather(*(composer.draw(p) for p in prepared))
         return {"kept": kept, "kept_tokens": len(kept),
-                "tunes": [composer.describe(p.settings, r) for p, r in zip(prepared, results)]}
+                "tunes": await composer.describe_all(prepared, results)}
 
     @app.get("/api/tunebook", summary="Saved tunes; q searches titles and ABC")
     async def tunebook_list(request: Request, q: str | None = None) -> list[dict[str, Any]]:
