@@ -260,7 +260,6 @@ class Composer:
             "permalink": "/?" + permalink_query(settings),
         }
 
-
     async def describe_all(self, prepared: list[engine.Prepared], results: list[batcher.Result]) -> list[dict]:
         """``describe`` for each tune, off the event loop (writing ABC is pure Python work)."""
         return await asyncio.to_thread(lambda: [self.describe(p.settings, r) for p, r in zip(prepared, results)])
