@@ -31,8 +31,7 @@ def test_bad_counts_are_refused_before_any_work(num_tunes, max_length, fragment)
         sampler.prepare_request(None, None, jax.random.PRNGKey(0), num_tunes, max_length=max_length)
 
 
-@pytest.mark.parametrize("count", ["-3", "0"])
-@pytest.mark.parametrize("module", ["experiments.sample", "experiments.book"])
+@pytest.mark.parametrize("module, count", [("experiments.sample", "-3"), ("experiments.book", "0")])
 def test_command_line_refuses_fewer_than_one_tune(tmp_path, module, count):
     output = tmp_path / "out.abc"
     process = run_module(module, f"--num_tunes={count}", f"--output={output}", timeout=120)
