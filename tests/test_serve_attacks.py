@@ -170,7 +170,7 @@ def test_huge_tunebook_ids_are_refused(client):
 # --- Row 5: search text ---------------------------------------------------------------------
 
 def test_search_text_is_bounded(client):
-    _field(client.get("/api/tunebook", params={"q": "%" * 50_001}), "q")
+    _field(client.get("/api/tunebook", params={"q": "_" * 50_001}), "q")  # '_' is LIKE's wildcard
     assert client.get("/api/tunebook", params={"q": "reel"}).status_code == 200
 
 

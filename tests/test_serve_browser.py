@@ -105,8 +105,11 @@ def test_page_composes_the_apis_tune(server):
         prefix = driver.find_element("id", "prefix")
         prefix.clear()
         prefix.send_keys("|: G H7 A")
-        check = wait_for(driver, "return document.getElementById('prefix_check').textContent")
-        assert "'H7'" in check and "unknown token" in check
+        check = wait_for(driver, "return document.getElementById('prefix_check').textContent.includes(\"'H7'\")"
+                                 " && document.getElementById('prefix_check').textContent")
+        assert "unknown token" in check
+        assert driver.execute_script("return [...document.querySelectorAll('#prefix_check .bad')]"
+                                     ".map((e) => e.textContent)") == ["H7"]
 
 
 def _state(driver):
