@@ -49,8 +49,8 @@ def main(argv):
                                chunk_size=256, progress=progress, **settings.sampler_arguments())
     texts = []
     for i, tokens in zip(many.indices, many.tunes):
-        abc = abc_out.tokens_to_abc(tokens, index=i + 1, title=output.sampled_title(step, settings.seed, i + 1),
-                                           key=key)
+        title = output.tune_title(step, settings.seed, i + 1, settings.constrain, key)
+        abc = abc_out.tokens_to_abc(tokens, index=i + 1, title=title, key=key)
         texts.append(output.with_notes(abc, output.notes_lines(name, step, i + 1, settings),
                                        title=output.describe_tune(tokens, key)))
     subtitle = (f"{len(texts)} tunes from folkrnn_jax ({name}, step {step}), seed {settings.seed}, "

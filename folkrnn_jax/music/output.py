@@ -122,11 +122,6 @@ def write_tunes(
     return 2 * len(tunes)
 
 
-def sampled_title(step: int, seed: int, tune: int) -> str:
-    """The title ``experiments.sample`` gives tune ``tune`` (from 1) of ``seed``."""
-    return f"folkrnn_jax step {step} seed {seed} tune {tune}"
-
-
 def notes_lines(model: str, step: int, tune: int, settings: Any) -> list[str]:
     """The ``N:`` lines a saved or printed tune carries: model, seed, temperature, prefix and the
     rest, so the file alone says how to draw the tune again. Each user text stays on its line.

@@ -253,7 +253,7 @@ class Composer:
             "settings": dataclasses.asdict(settings),
             "tokens": result.tokens,
             "abc": abc,
-            "title": output.sampled_title(loaded.step, settings.seed, settings.tune),
+            "title": output.tune_title(loaded.step, settings.seed, settings.tune, settings.constrain, settings.key),
             "truncated": result.truncated,
             "valid": structure.is_valid_tune(result.tokens),
             "command": engine.cli_command(settings, loaded.workdir),
