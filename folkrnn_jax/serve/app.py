@@ -532,7 +532,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         return Response(text, media_type="text/vnd.abc; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="tunebook.abc"'})
 
-    @app.get("/api/tunebook/export.pdf", summary="The whole tunebook typeset (abcm2ps, ps2pdf)")
+    @app.get("/api/tunebook/export.pdf", summary="The whole tunebook typeset (abcm2ps, Ghostscript)")
     async def tunebook_pdf(request: Request) -> Response:
         composer = _composer(request)
         entries = await asyncio.to_thread(composer.tunebook.list)
