@@ -55,6 +55,10 @@ def import_folkrnn() -> None:
     _run_module("import_folkrnn")
 
 
+def import_model() -> None:
+    _run_module("import_model")
+
+
 def sweep() -> None:
     _run_module("sweep")
 
