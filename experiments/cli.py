@@ -243,7 +243,7 @@ def run(main) -> None:
             logging.set_verbosity(logging.INFO)
             quiet_libraries()
         try:
-            enable_compile_cache(flags.FLAGS.compile_cache)
+            enable_compile_cache(flags.FLAGS["compile_cache"].value)  # its default if never parsed
             return main(argv)
         except UserError as error:
             _fail(error.message)

@@ -14,7 +14,10 @@ import hashlib
 import json
 import logging as py_logging
 import os
+import re
 import sys
+import tempfile
+import time
 from typing import Any
 
 import jax
@@ -124,9 +127,17 @@ class _OrbaxLeftovers(py_logging.Filter):
 py_logging.getLogger("asyncio").addFilter(_OrbaxLeftovers())
 
 
+_LEFTOVER_LINE = re.compile(
+    r"^(Traceback \(most recent call last\):|\s+File \".*asyncio.*\", line \d+, in \w+|\s+self\._check_closed\(\)"
+    r"|\s+raise RuntimeError\('Event loop is closed'\)|RuntimeError: Event loop is closed|\s*\^+|\s*)$"
+)
+
+
 def _collect_leftovers() -> None:
-    """Collect the futures of failed reads now, dropping the "Event loop is closed" each
-    reports; any other unraisable exception goes to the usual hook."""
+    """Collect the futures of the failed reads now and drop the "Event loop is closed" each
+    reports: as an unraisable exception, or printed straight to file descriptor 2 by the
+    storage threads during the collection (held for that moment only; any other line written
+    meanwhile is shown again)."""
     previous = sys.unraisablehook
 
     def hook(unraisable):
@@ -134,9 +145,23 @@ def _collect_leftovers() -> None:
             previous(unraisable)
 
     sys.unraisablehook = hook
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
-        gc.collect()
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                gc.collect()
+                time.sleep(0.2)  # the storage threads print as their callbacks fail
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                held.seek(0)
+                text = held.read().decode("utf-8", "replace")
+        kept = [line for line in text.splitlines(keepends=True) if not _LEFTOVER_LINE.match(line.rstrip("\n"))]
+        sys.stderr.write("".join(kept))
     finally:
+        os.close(saved)
         sys.unraisablehook = previous
 
 
