@@ -8,6 +8,7 @@ are written by process 0 alone. (The lock and ``config.json`` are in ``rundir``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import hashlib
@@ -133,11 +134,13 @@ _LEFTOVER_LINE = re.compile(
 )
 
 
-def _collect_leftovers() -> None:
-    """Collect the futures of the failed reads now and drop the "Event loop is closed" each
-    reports: as an unraisable exception, or printed straight to file descriptor 2 by the
-    storage threads during the collection (held for that moment only; any other line written
-    meanwhile is shown again)."""
+@contextlib.contextmanager
+def _leftovers_filtered():
+    """While reading checkpoints, drop the "Event loop is closed" tracebacks that a failed
+    read of a damaged step leaves: as unraisable exceptions, or printed straight to file
+    descriptor 2 by orbax's storage threads (during the later reads, or when the futures are
+    collected). What fd 2 receives meanwhile is held and every other line shown again
+    afterwards, so nothing else is lost."""
     previous = sys.unraisablehook
 
     def hook(unraisable):
@@ -147,30 +150,29 @@ def _collect_leftovers() -> None:
     sys.unraisablehook = hook
     sys.stderr.flush()
     saved = os.dup(2)
+    held = tempfile.TemporaryFile()
+    os.dup2(held.fileno(), 2)
     try:
-        with tempfile.TemporaryFile() as held:
-            os.dup2(held.fileno(), 2)
-            try:
-                gc.collect()
-                time.sleep(0.2)  # the storage threads print as their callbacks fail
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                held.seek(0)
-                text = held.read().decode("utf-8", "replace")
-        kept = [line for line in text.splitlines(keepends=True) if not _LEFTOVER_LINE.match(line.rstrip("\n"))]
-        sys.stderr.write("".join(kept))
+        yield
     finally:
+        gc.collect()  # the failed reads' futures report when collected: here, not later
+        time.sleep(0.2)  # the storage threads print as their callbacks fail
+        sys.stderr.flush()
+        os.dup2(saved, 2)
         os.close(saved)
         sys.unraisablehook = previous
+        held.seek(0)
+        text = held.read().decode("utf-8", "replace")
+        held.close()
+        sys.stderr.write("".join(
+            line for line in text.splitlines(keepends=True) if not _LEFTOVER_LINE.match(line.rstrip("\n"))))
 
 
 def _restore_newest_intact(workdir: str, manager: ocp.CheckpointManager, restore, part: str) -> tuple[Any, int] | None:
     """Restore the newest step that reads and verifies, warning about each damaged newer one."""
     faults: list[tuple[int, str]] = []
-    found = _restore_newest_intact_loop(workdir, manager, restore, part, faults)
-    if faults:
-        _collect_leftovers()
+    with _leftovers_filtered():
+        found = _restore_newest_intact_loop(workdir, manager, restore, part, faults)
     for step, reason in faults:
         logging.warning("checkpoint at step %d in %s is damaged (%s); trying the previous one",
                         step, workdir, reason)
