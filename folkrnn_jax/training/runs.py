@@ -13,6 +13,7 @@ from folkrnn_jax import files
 from folkrnn_jax.errors import InputError
 from folkrnn_jax.model import folkrnn, weights
 from folkrnn_jax.training import checkpoints, rundir
+from folkrnn_jax.training import metrics as metrics_lib
 from folkrnn_jax.training import state as state_lib
 
 METRICS_FILE = "metrics.jsonl"
@@ -73,19 +74,10 @@ def export_run(workdir: str, output: str, step: int | None = None, facts: dict |
     digest = weights.export_model(output, params, config, {**(facts or {}), "step": int(step)})
     # The learning curves travel with the weights: for the model card, and so that a run
     # started from the folder (``run_from_model``) goes on with its history.
-    metrics = os.path.join(workdir, METRICS_FILE)
-    if os.path.exists(metrics):
-        kept = [line for line in open(metrics, errors="replace") if _step_of(line) <= step]
-        files.atomic_write_text(os.path.join(output, METRICS_FILE), "".join(kept))
+    if os.path.exists(os.path.join(workdir, METRICS_FILE)):
+        kept = [r for r in metrics_lib.read_metrics(workdir) if r["step"] <= step]
+        files.atomic_write_text(os.path.join(output, METRICS_FILE), "".join(json.dumps(r) + "\n" for r in kept))
     return digest
-
-
-def _step_of(line: str) -> float:
-    """The ``step`` of a metrics line, inf for a line that is not a record."""
-    try:
-        return float(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return float("inf")
 
 
 def run_from_model(model_dir: str, workdir: str) -> int:
