@@ -104,7 +104,8 @@ def main(argv):
             **settings.sampler_arguments(),
         )
     # T: says how each tune was drawn, so free, constrained and transposed tunes tell apart.
-    titles = [output_lib.tune_title(step, settings.seed, i + 1, settings.constrain, key) for i in many.indices]
+    titles = [output_lib.tune_title(step, settings.seed, i + 1, settings.constrain, key, FLAGS.best_of)
+              for i in many.indices]
     default = "samples.abc" if FLAGS.format == "abc" else f"samples_{FLAGS.format}"
     # The shipped model's folder is not a place for samples: they go to the current folder.
     output = FLAGS.output or (os.path.join(FLAGS.workdir, default) if FLAGS.workdir else default)

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from folkrnn_jax.generate import batcher, sampler
+from folkrnn_jax.generate import batcher, rerank, sampler
 from folkrnn_jax.music import abc_out, editing
 from folkrnn_jax.serve import engine
 from folkrnn_jax.serve.app import ServerOptions, create_app
@@ -130,8 +130,8 @@ def test_abc_prefix_in_d_comes_back_in_d(client, loaded):
     assert "|: A>B c2" in abc.replace("|:A", "|: A")
 
 
-def test_stream_gives_the_same_tune_token_by_token(client, loaded):
-    query = dict(model=loaded[0].name, seed=21, max_length=MAX_LENGTH, mode="mix")
+def stream_events(client, query) -> list[tuple[str, dict]]:
+    """The (event, data) pairs of one /api/stream request."""
     events = []
     with client.stream("GET", "/api/stream", params=query) as response:
         assert response.status_code == 200
@@ -142,6 +142,12 @@ def test_stream_gives_the_same_tune_token_by_token(client, loaded):
                 kind = line[7:]
             elif line.startswith("data: "):
                 events.append((kind, json.loads(line[6:])))
+    return events
+
+
+def test_stream_gives_the_same_tune_token_by_token(client, loaded):
+    query = dict(model=loaded[0].name, seed=21, max_length=MAX_LENGTH, mode="mix")
+    events = stream_events(client, query)
     tokens = ["<s>"] + [data["token"] for kind, data in events if kind == "token"]
     assert [d["position"] for k, d in events if k == "token"] == list(range(1, len(tokens)))
     assert events[-1][0] == "done"
@@ -149,6 +155,29 @@ def test_stream_gives_the_same_tune_token_by_token(client, loaded):
     assert done["tokens"] == tokens
     assert any("abc" in data for kind, data in events if kind == "token"), "no partial score at bar lines"
     assert client.get("/api/tune", params=query).json()["tokens"] == tokens
+
+
+def test_best_of_is_the_command_lines(client, loaded, run_model):
+    """Tune 2 best of 3 is what `experiments.sample --num_tunes=2 --best_of=3` keeps as its
+    second tune (candidates 4-6 of the seed), with the same title; the stream tells each
+    candidate's end, then gives the same tune; a request above the server's limit is a 422."""
+    model, params, step = run_model
+    kept = rerank.best_of(model, params, jax.random.PRNGKey(12), 2, 3, max_length=MAX_LENGTH, temperature=1.0)
+    query = dict(model=loaded[0].name, seed=12, tune=2, best_of=3, max_length=MAX_LENGTH)
+    response = client.get("/api/tune", params=query)
+    assert response.status_code == 200, response.text
+    tune = response.json()
+    assert tune["tokens"] == kept.tunes[1]
+    assert tune["best_of"]["kept"] == kept.indices[1] + 1 and 4 <= tune["best_of"]["kept"] <= 6
+    assert max(tune["best_of"]["scores"]) == pytest.approx(kept.scores[1], abs=1e-5)
+    assert tune["title"] == f"folkrnn_jax step {step} seed 12 tune {kept.indices[1] + 1}, constrained, best of 3, in C"
+    assert "--num_tunes=2" in tune["command"] and "--best_of=3" in tune["command"]
+    events = stream_events(client, {**query, "seed": 13})
+    assert [d["done"] for k, d in events if k == "candidate"] == [1, 2, 3]
+    assert events[-1][0] == "done" and events[-1][1]["best_of"]["candidates"] == 3
+    again = rerank.best_of(model, params, jax.random.PRNGKey(13), 2, 3, max_length=MAX_LENGTH, temperature=1.0)
+    assert events[-1][1]["tokens"] == again.tunes[1]
+    _field_error(client.get("/api/tune", params={**query, "best_of": 9}), "best_of")
 
 
 def test_several_tunes_share_the_batch(client, loaded, run_model):

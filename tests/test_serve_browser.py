@@ -83,6 +83,16 @@ def test_page_composes_the_apis_tune(server):
                          " || !!document.getElementById('audio').dataset.error")
         assert not driver.execute_script("return document.getElementById('audio').dataset.error || ''")
 
+        # Best of 2 from a permalink: the status tells the candidates and their cost, the score is the API's.
+        best = dict(model=name, seed=9, best_of=2, max_length=MAX_LENGTH)
+        driver.get(url + "/?" + "&".join(f"{k}={v}" for k, v in best.items()))
+        wait_for(driver, "return document.getElementById('status').dataset.state === 'done'")
+        status = driver.execute_script("return document.getElementById('status').textContent")
+        assert "best of 2" in status and "sampled and scored in" in status, status
+        assert driver.execute_script("return document.getElementById('best_of').value") == "2"
+        api = httpx.get(url + "/api/tune", params=best, timeout=300).json()
+        assert driver.execute_script("return window.composer.currentAbc") == api["abc"]
+
         # Compose from the form: a typed seed, locked, and a prefix.
         driver.get(url + "/")
         wait_for(driver, "return document.getElementById('model').options.length > 0")

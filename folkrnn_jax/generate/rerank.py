@@ -114,6 +114,25 @@ def score_tune(tokens: Sequence[str], log_probs: np.ndarray, ranking: str) -> fl
     return float(np.mean(log_probs[positions - 1])) if len(positions) else -np.inf
 
 
+def score_candidates(model: FolkRNN, params: Any, tunes: Sequence[Sequence[str]], ranking: str = "tune") -> list[float]:
+    """Each finished tune's score by the model itself (``score_tune``): what ``best_of`` and
+    the composer's best-of rank by.
+
+    Args:
+      model, params: the model and its parameters (as sampled from; ``sampler.sampling_params``
+        is applied here).
+      tunes: token lists ``<s> ... </s>`` (or cut short).
+      ranking: one of ``RANKINGS``.
+
+    Returns:
+      One score per tune, higher is better.
+    """
+    if ranking not in RANKINGS:
+        raise InputError(f"unknown ranking {ranking!r}: choose from {', '.join(RANKINGS)}")
+    log_probs = token_log_probs(model, sampler.sampling_params(model, params), [vocab.encode(t) for t in tunes])
+    return [score_tune(t, lp, ranking) for t, lp in zip(tunes, log_probs)]
+
+
 @dataclasses.dataclass
 class BestOf:
     """The kept tunes (token lists, ``<s> ... </s>``), the index under the seed of each kept
@@ -160,9 +179,7 @@ def best_of(
         scores = [0.0] * num_tunes
         chosen = list(range(num_tunes))
     else:
-        params = sampler.sampling_params(model, params)
-        log_probs = token_log_probs(model, params, [vocab.encode(t) for t in many.tunes])
-        candidate_scores = np.asarray([score_tune(t, lp, ranking) for t, lp in zip(many.tunes, log_probs)])
+        candidate_scores = np.asarray(score_candidates(model, params, many.tunes, ranking))
         candidate_scores = candidate_scores.reshape(num_tunes, n)  # [tunes, n]
         best = np.argmax(candidate_scores, axis=1)
         chosen = [i * n + int(j) for i, j in enumerate(best)]

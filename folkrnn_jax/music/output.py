@@ -32,17 +32,22 @@ def _render_one_svg(abc_text: str, path: str, number: int) -> None:
         os.replace(made[0], path)
 
 
-def tune_title(step: int, seed: int, number: int, constrained: bool, key: str | None) -> str:
+def tune_title(step: int, seed: int, number: int, constrained: bool, key: str | None, best_of: int = 1) -> str:
     """The ``T:`` line of a sampled tune, saying how it was drawn (``experiments.sample`` and the
-    composer write the same one): ``folkrnn_jax step 3750 seed 0 tune 1, constrained, in D``.
+    composer write the same one): ``folkrnn_jax step 3750 seed 0 tune 1, constrained, in D``, or
+    ``... tune 7, constrained, best of 4, in D``.
 
     Args:
       step: the model's training step.
-      seed, number: the sampling seed and the tune's number under it (from 1).
+      seed, number: the sampling seed and the tune's number under it (from 1); for a best-of
+        tune, the number of the candidate kept (plain sampling's tune of that number).
       constrained: whether the structure constraint shaped the tune.
       key: the root the tune is written in (None: C, as sampled).
+      best_of: how many candidates the tune was chosen from (1: plain sampling).
     """
-    return f"folkrnn_jax step {step} seed {seed} tune {number}, {'constrained' if constrained else 'free'}, in {key or 'C'}"
+    best = f", best of {best_of}" if best_of > 1 else ""
+    return (f"folkrnn_jax step {step} seed {seed} tune {number}, {'constrained' if constrained else 'free'}{best}, "
+            f"in {key or 'C'}")
 
 
 def abc_to_musicxml(abc_text: str) -> bytes:
@@ -129,12 +134,14 @@ def notes_lines(model: str, step: int, tune: int, settings: Any) -> list[str]:
     Args:
         model: the model's name; step: its checkpoint step.
         tune: the tune's number under the seed (from 1).
-        settings: a ``folkrnn_jax.generate.options.SamplingSettings``.
+        settings: a ``folkrnn_jax.generate.options.SamplingSettings`` (with ``best_of`` when the
+            tune was chosen among candidates).
     """
     prefix = " ".join(str(settings.prefix).split()) or "(none)"
+    best_of = getattr(settings, "best_of", 1)  # the composer's settings have it, the book's do not
     return [
         f"N:model {' '.join(model.split())} (step {step})",
-        f"N:seed {settings.seed}, tune {tune}",
+        f"N:seed {settings.seed}, tune {tune}" + (f", best of {best_of}" if best_of > 1 else ""),
         f"N:temperature {settings.temperature:g}, top_k {settings.top_k}, top_p {settings.top_p:g}, "
         f"constrain {'on' if settings.constrain else 'off'}, max_length {settings.max_length}",
         f"N:meter {settings.meter or 'sampled'}, mode {settings.mode or 'sampled'}, key {settings.key or 'C'}",

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from folkrnn_jax.generate import batcher
+from folkrnn_jax.generate import batcher, rerank
 from folkrnn_jax.generate import options as options_lib
 from folkrnn_jax.music import editing, output, structure, tools, typeset
 from folkrnn_jax.serve import engine
@@ -216,12 +216,21 @@ class Composer:
             while len(self._cache) > self.options.cache_size:
                 self._cache.popitem(last=False)
 
-    async def draw(self, prepared: engine.Prepared) -> batcher.Result:
-        """The tune of ``prepared``: from the cache, or sampled (sharing the batch)."""
+    async def draw(self, prepared: engine.Prepared, on_candidate: Any = None) -> batcher.Result:
+        """The tune of ``prepared``: from the cache, or sampled (sharing the batch); a best-of
+        tune draws its candidates (``TuneSettings.candidates``), scores them with the model off
+        the event loop and keeps the best (an ``engine.BestOfResult``).
+
+        Args:
+            prepared: the checked settings.
+            on_candidate: ``on_candidate(done, total)`` as each candidate of a best-of tune ends.
+        """
         settings = prepared.settings
         result = self.cached(settings)
         if result is not None:
             return result
+        if settings.best_of > 1:
+            return await self._draw_best_of(prepared, on_candidate)
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
 
@@ -243,22 +252,48 @@ class Composer:
         self.remember(settings, result)
         return result
 
+    async def _draw_best_of(self, prepared: engine.Prepared, on_candidate: Any) -> engine.BestOfResult:
+        settings = prepared.settings
+        started = time.monotonic()
+        done = 0
+
+        async def one(candidate: engine.TuneSettings) -> batcher.Result:
+            nonlocal done
+            result = await self.draw(engine.Prepared(candidate, prepared.prefix_tokens, prepared.prefix_ids))
+            done += 1
+            if on_candidate is not None:
+                on_candidate(done, settings.best_of)
+            return result
+
+        candidates = await asyncio.gather(*(one(c) for c in settings.candidates()))
+        loaded = self.models[settings.model]
+        scores = await asyncio.to_thread(rerank.score_candidates, loaded.model, loaded.params,
+                                         [c.tokens for c in candidates])
+        result = engine.choose_best(settings, candidates, scores, time.monotonic() - started)
+        self.remember(settings, result)
+        return result
+
     def describe(self, settings: engine.TuneSettings, result: batcher.Result) -> dict[str, Any]:
         """A finished tune as JSON: settings, tokens, ABC (as the CLI writes it), title, whether
         it was cut at the maximum length or passes the structure checks, the equivalent
         command line (for runs) and the page's permalink."""
         loaded = self.models[settings.model]
-        abc = engine.tune_abc(result.tokens, settings, loaded.step)
-        return {
+        abc = engine.tune_abc(result.tokens, settings, loaded.step, result=result)
+        described = {
             "settings": dataclasses.asdict(settings),
             "tokens": result.tokens,
             "abc": abc,
-            "title": output.tune_title(loaded.step, settings.seed, settings.tune, settings.constrain, settings.key),
+            "title": engine.tune_title(settings, loaded.step, result),
             "truncated": result.truncated,
             "valid": structure.is_valid_tune(result.tokens),
             "command": engine.cli_command(settings, loaded.workdir),
             "permalink": "/?" + permalink_query(settings),
         }
+        if isinstance(result, engine.BestOfResult):
+            # What best-of cost and what it chose: the kept candidate is plain tune `number`.
+            described["best_of"] = {"candidates": len(result.scores), "kept": result.number,
+                                    "scores": list(result.scores), "seconds": round(result.seconds, 3)}
+        return described
 
     async def describe_all(self, prepared: list[engine.Prepared], results: list[batcher.Result]) -> list[dict]:
         """``describe`` for each tune, off the event loop (writing ABC is pure Python work)."""
@@ -432,6 +467,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
 
     @app.get("/api/stream", summary="One tune streamed as server-sent events",
              description="Events: `token` ({position, token}, and `abc` so far at every bar line), "
+                         "or for a best-of tune `candidate` ({done, total}) as each candidate ends, "
                          "then `done` (the tune as /api/tune gives it) or `error` ({detail}). "
                          "Closing the connection stops the tune.")
     async def stream(request: Request, query: Annotated[TuneQuery, Query()]) -> StreamingResponse:
@@ -443,12 +479,25 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         queue: asyncio.Queue = asyncio.Queue()
         cached = composer.cached(settings)
         job = None
+        drawing: asyncio.Task | None = None
         if cached is not None:
             # A tune already drawn: its tokens at once, and no partial scores (the page draws
             # the finished one), so a crowd of cached replays costs the loop next to nothing.
             for position, token in enumerate(cached.tokens[1:], start=1):
                 queue.put_nowait(("token", token, position))
             queue.put_nowait(("done", cached, None))
+        elif settings.best_of > 1:
+            # A best-of tune streams no tokens (which candidate is kept is known only when all
+            # are scored): a `candidate` event as each ends, then `done`.
+            async def best_of() -> None:
+                try:
+                    result = await composer.draw(prepared, lambda done, total: queue.put_nowait(
+                        ("candidate", {"done": done, "total": total}, None)))
+                    queue.put_nowait(("done", result, None))
+                except Exception as error:  # told to the page as the plain tune's errors are
+                    queue.put_nowait(("error", error, None))
+
+            drawing = asyncio.create_task(best_of())
         else:
             job = composer.submit(
                 prepared,
@@ -475,6 +524,8 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
                             data["abc"] = engine.tune_abc(tokens, settings, step)
                             last_score = now
                         yield _sse("token", data)
+                    elif kind == "candidate":
+                        yield _sse("candidate", value)
                     elif kind == "done":
                         composer.remember(settings, value)
                         yield _sse("done", await asyncio.to_thread(composer.describe, settings, value))
@@ -485,6 +536,8 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
             finally:
                 if job is not None:
                     composer.samplers[settings.model].cancel(job)  # a no-op once the tune has ended
+                if drawing is not None:
+                    drawing.cancel()  # the client went away: its candidates' rows are freed
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -521,7 +574,7 @@ def create_app(models: list[engine.LoadedModel], options: ServerOptions) -> Fast
         result = await composer.draw(prepared)
         settings = prepared.settings
         step = composer.models[settings.model].step
-        abc = output.with_notes(engine.tune_abc(result.tokens, settings, step),
+        abc = output.with_notes(engine.tune_abc(result.tokens, settings, step, result=result),
                                 output.notes_lines(settings.model, step, settings.tune, settings), title=title)
         entry = await asyncio.to_thread(composer.tunebook.add, title, abc, dataclasses.asdict(settings))
         return entry.as_json()

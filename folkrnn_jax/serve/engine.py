@@ -16,6 +16,7 @@ import re
 from typing import Any, Sequence
 
 from folkrnn_jax.errors import FieldError, InputError
+from folkrnn_jax.generate import batcher
 from folkrnn_jax.generate import options as options_lib
 from folkrnn_jax.generate import prefix as prefixes
 from folkrnn_jax.model import weights
@@ -23,7 +24,7 @@ from folkrnn_jax.model.folkrnn import FolkRNN
 from folkrnn_jax.music import abc_out, output, vocab
 from folkrnn_jax.training import runs
 
-__all__ = ["FieldError", "Limits", "LoadedModel", "Prepared", "TuneSettings", "load_models", "prepare"]
+__all__ = ["BestOfResult", "FieldError", "Limits", "LoadedModel", "Prepared", "TuneSettings", "load_models", "prepare"]
 
 METERS = options_lib.METERS
 MODES = options_lib.MODES
@@ -32,6 +33,7 @@ MODES = options_lib.MODES
 ROOTS: tuple[str, ...] = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_TUNE = 10_000  # the tune number within a seed
+MAX_BEST_OF = 64  # candidates per tune that a request may name; the server's Limits may allow fewer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Limits:
     max_search_chars: int = 200
     max_body_bytes: int = 64 * 1024  # a request body larger than this is refused (413) unread
     max_waiting: int = 256  # tunes queued per model; more get 429 with Retry-After
+    max_best_of: int = 8  # candidates per tune (each is sampled in full)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +61,22 @@ class TuneSettings(options_lib.SamplingSettings):
     model: str = options_lib.setting("default", "A model name from /api/models (never a path).")
     tune: int = options_lib.setting(1, "Which tune of the seed, from 1 (as experiments.sample numbers them).",
                                     options_lib.Bounds(1, MAX_TUNE, integer=True))
+    best_of: int = options_lib.setting(
+        1, "Draw this many candidates and keep the one the model scores highest per token (as "
+           "experiments.sample --best_of); each costs a full tune's sampling.",
+        options_lib.Bounds(1, MAX_BEST_OF, integer=True))
 
     def sampling(self) -> options_lib.SamplingSettings:
         """The library's settings (without model and tune)."""
         names = [f.name for f in dataclasses.fields(options_lib.SamplingSettings)]
         return options_lib.SamplingSettings(**{n: getattr(self, n) for n in names})
+
+    def candidates(self) -> list[TuneSettings]:
+        """The plain tunes a best-of tune is chosen from: tunes ``(tune - 1) * best_of + 1`` to
+        ``tune * best_of`` of the seed, as ``experiments.sample --best_of`` numbers them (so
+        tune ``t`` here is tune ``t`` of ``--num_tunes=t --best_of=N``)."""
+        first = (self.tune - 1) * self.best_of + 1
+        return [dataclasses.replace(self, tune=first + j, best_of=1) for j in range(self.best_of)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +112,8 @@ def prepare(settings: TuneSettings, limits: Limits, models: Sequence[str]) -> Pr
     """
     check_model_name(settings.model, models)
     settings.check()
+    if settings.best_of > limits.max_best_of:
+        raise FieldError("best_of", f"at most {limits.max_best_of} on this server (got {settings.best_of})")
     if settings.max_length > limits.max_length:
         raise FieldError("max_length", f"at most {limits.max_length} on this server (got {settings.max_length})")
     if len(settings.prefix) > limits.max_prefix_chars:
@@ -195,12 +211,38 @@ def load_models(workdirs: Sequence[str] = (), default_dir: str | None = None) ->
     return loaded
 
 
-def tune_abc(tokens: Sequence[str], settings: TuneSettings, step: int, title: str | None = None) -> str:
+@dataclasses.dataclass
+class BestOfResult(batcher.Result):
+    """A best-of tune: the kept candidate's tokens, its plain tune ``number`` under the seed,
+    every candidate's ``scores`` (mean log-probability per token, in candidate order) and the
+    seconds its candidates took to sample and score."""
+
+    number: int
+    scores: tuple[float, ...]
+    seconds: float
+
+
+def choose_best(settings: TuneSettings, candidates: Sequence[batcher.Result], scores: Sequence[float],
+                seconds: float) -> BestOfResult:
+    """The candidate of ``settings.candidates()`` the model scores highest (the first on a tie,
+    as ``rerank.best_of`` keeps it)."""
+    best = max(range(len(candidates)), key=lambda j: (scores[j], -j))
+    return BestOfResult(candidates[best].tokens, candidates[best].truncated,
+                        settings.candidates()[best].tune, tuple(float(x) for x in scores), seconds)
+
+
+def tune_title(settings: TuneSettings, step: int, result: batcher.Result | None = None) -> str:
+    """The ``T:`` line the command line writes for this tune (for a best-of tune, with the kept
+    candidate's number, as ``experiments.sample --best_of`` writes it)."""
+    number = result.number if isinstance(result, BestOfResult) else settings.tune
+    return output.tune_title(step, settings.seed, number, settings.constrain, settings.key, settings.best_of)
+
+
+def tune_abc(tokens: Sequence[str], settings: TuneSettings, step: int, title: str | None = None,
+             result: batcher.Result | None = None) -> str:
     """The tune as the command line writes it (``X:`` = the tune number, the CLI's title,
     transposed to ``settings.key``), or with another ``title``."""
-    return abc_out.tokens_to_abc(tokens, index=settings.tune,
-                                 title=title or output.tune_title(step, settings.seed, settings.tune,
-                                                                  settings.constrain, settings.key),
+    return abc_out.tokens_to_abc(tokens, index=settings.tune, title=title or tune_title(settings, step, result),
                                  key=settings.key)
 
 
@@ -223,6 +265,8 @@ def cli_command(settings: TuneSettings, workdir: str | None) -> str:
         parts.append("--noconstrain")
     if settings.max_length != options_lib.DEFAULTS.max_length:
         parts.append(f"--max_length={settings.max_length}")
+    if settings.best_of > 1:
+        parts.append(f"--best_of={settings.best_of}")
     return " ".join(parts)
 
 

@@ -4,7 +4,7 @@
 "use strict";
 
 const SETTINGS = ["model", "meter", "mode", "key", "temperature", "seed", "tune", "prefix",
-                  "top_k", "top_p", "constrain", "max_length"];
+                  "top_k", "top_p", "constrain", "max_length", "best_of"];
 const BAR_TOKENS = new Set(["|", "|:", ":|", "|1", "|2"]);
 const $ = (id) => document.getElementById(id);
 
@@ -186,6 +186,8 @@ async function readEvents(response, settings) {
         $("tokens").textContent = tokens.join(" ");
         if (payload.abc) drawScore(payload.abc);
         setStatus("running", `composing... ${tokens.length} tokens`);
+      } else if (kind === "candidate") {
+        setStatus("running", `composing... best of ${payload.total}: ${payload.done} of ${payload.total} candidates drawn`);
       } else if (kind === "done") {
         finish(payload);
         return;
@@ -202,7 +204,15 @@ function finish(tune) {
   drawScore(tune.abc);
   $("tokens").textContent = tune.tokens.join(" ");
   const notes = tune.truncated ? "cut at the maximum length" : (tune.valid ? "well-formed" : "has structure problems");
-  setStatus("done", `done: ${tune.tokens.length} tokens, ${notes} (seed ${tune.settings.seed})`);
+  let best = "";
+  if (tune.best_of) {
+    const b = tune.best_of;
+    best = `; best of ${b.candidates} (kept candidate tune ${b.kept}, ` +
+           `${Math.max(...b.scores).toFixed(3)} nats/token against a mean of ` +
+           `${(b.scores.reduce((x, y) => x + y, 0) / b.scores.length).toFixed(3)}; ` +
+           `${b.candidates} tunes sampled and scored in ${b.seconds.toFixed(1)} s)`;
+  }
+  setStatus("done", `done: ${tune.tokens.length} tokens, ${notes} (seed ${tune.settings.seed})${best}`);
   const q = query(tune.settings);
   $("dl_abc").href = "/api/tune?" + q + "&format=abc";
   $("dl_midi").href = "/api/tune?" + q + "&format=midi";
@@ -359,6 +369,7 @@ async function start() {
   fill($("mode"), vocabulary.modes, vocabulary.modes.map((m) => ({maj: "major", min: "minor", dor: "dorian", mix: "mixolydian"})[m] || m));
   fill($("key"), vocabulary.roots.filter((r) => r !== "C"));
   $("max_length").max = vocabulary.limits.max_length;
+  $("best_of").max = vocabulary.limits.max_best_of;
   $("settings").addEventListener("submit", compose);
   $("stop").addEventListener("click", stopStream);
   $("prefix").addEventListener("input", () => checkPrefix());
