@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import os
 import signal
@@ -168,3 +169,15 @@ def test_console_compiles_estimates_and_summarises(tmp_path, excerpt_path):
     more = run_module("experiments.train", *args[:-1], "--config.num_train_steps=10", "--compile_cache=off")
     assert more.returncode == 0, more.stderr[-3000:]
     assert "resumed from the checkpoint at step 8" in more.stderr and "training steps 9 to 10" in more.stderr
+
+
+def test_a_resume_with_other_epoch_lengths_is_told(caplog):
+    """A run resumed with other batching (bucketed, 72 steps an epoch, then packed, 57) is warned
+    that its epoch count and learning-rate schedule jump; the same batching is not."""
+    history = [{"step": 1080, "epoch": 15.0, "valid_loss": 2.147}, {"step": 1100, "epoch": 1100 / 72}]
+    with caplog.at_level(logging.WARNING):
+        loop_lib.warn_if_epochs_changed(history, 72, 1100)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        loop_lib.warn_if_epochs_changed(history, 57, 1100)
+    assert "were 72 steps long and are now 57" in caplog.text and "epoch 19.30 (was 15.28)" in caplog.text

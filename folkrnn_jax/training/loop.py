@@ -152,6 +152,21 @@ class _Pace:
             self.seconds, self.steps = self.seconds + seconds, self.steps + steps
 
 
+def warn_if_epochs_changed(history: list[dict], steps_per_epoch: int, start_step: int) -> None:
+    """Log a warning when a resumed run's epochs are now another number of steps long (other
+    batching, e.g. bucketed -> packed, or other data): epochs are counted in steps, so the epoch
+    number of ``start_step`` and the learning-rate schedule (which decays per epoch) jump."""
+    records = [r for r in history if r.get("epoch") and r.get("step")]
+    if not records or not start_step:
+        return
+    before = records[-1]["step"] / records[-1]["epoch"]
+    if abs(before - steps_per_epoch) > 0.5:
+        logging.warning(
+            "this run's epochs were %.0f steps long and are now %d (batching or data changed): step %d "
+            "is now epoch %.2f (was %.2f), and the learning-rate schedule, counted in epochs of steps, "
+            "moves with it", before, steps_per_epoch, start_step, start_step / steps_per_epoch, start_step / before)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Train on ``config.data_path``, evaluating, logging and checkpointing into ``workdir``.
     Started again with the same workdir, it resumes from the latest checkpoint.
@@ -209,6 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("metrics truncated to the restored step")
     history = read_metrics(workdir) if start_step and os.path.exists(metrics_path) else []
+    warn_if_epochs_changed(history, steps_per_epoch, start_step)
 
     train_step = make_train_step(model, config.loss_normalization, mesh)
     eval_step = make_eval_step(model, dropout=config.eval_dropout, mesh=mesh)
